@@ -1,0 +1,254 @@
+//! The client: configuration (commitment policy, limits, AEAD backend) and
+//! the operations — streaming [`Encryptor`]/[`Decryptor`] and one-shot
+//! [`Client::encrypt`]/[`Client::decrypt`], which are thin wrappers over them.
+
+use std::sync::Arc;
+
+use crate::aead::{AeadProvider, RustCryptoAead};
+use crate::error::{err, Result};
+use crate::format::context::{self, EncryptionContext};
+use crate::format::{ContentType, Header};
+use crate::kdf;
+use crate::keyring::Keyring;
+use crate::materials::EncryptionMaterials;
+use crate::signature::{Signer, PUBLIC_KEY_CONTEXT_KEY};
+use crate::stream::{DecryptStatus, Decryptor, Encryptor};
+use crate::suite::{AlgorithmSuite, MessageVersion};
+
+/// Default frame length (64 KiB: the sweet spot for WebCrypto).
+pub const DEFAULT_FRAME_LENGTH: u32 = 65536;
+/// Default maximum number of encrypted data keys accepted on decrypt.
+pub const DEFAULT_MAX_ENCRYPTED_DATA_KEYS: u16 = 10;
+
+/// Commitment policy (SPEC framework/commitment-policy.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CommitmentPolicy {
+    /// Encrypt with committing suites; decrypt only committing messages. The default.
+    #[default]
+    RequireEncryptRequireDecrypt,
+    /// Encrypt with committing suites; also decrypt legacy (non-committing) messages.
+    RequireEncryptAllowDecrypt,
+}
+
+impl CommitmentPolicy {
+    /// Parses `require-encrypt-require-decrypt` or `require-encrypt-allow-decrypt`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "require-encrypt-require-decrypt" => Ok(Self::RequireEncryptRequireDecrypt),
+            "require-encrypt-allow-decrypt" => Ok(Self::RequireEncryptAllowDecrypt),
+            _ => Err(err!(
+                InvalidArgument,
+                "commitment policy {s:?} (use require-encrypt-require-decrypt or require-encrypt-allow-decrypt)"
+            )),
+        }
+    }
+}
+
+/// Limits applied while decrypting, before anything is allocated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecryptLimits {
+    /// Maximum number of encrypted data keys (`None` = no limit). Default 10.
+    pub max_encrypted_data_keys: Option<u16>,
+    /// Largest frame (and legacy single block) accepted. Default 16 MiB.
+    pub max_frame_length: u32,
+    /// Largest header accepted. Default 1 MiB.
+    pub max_header_length: usize,
+}
+
+impl Default for DecryptLimits {
+    fn default() -> Self {
+        DecryptLimits {
+            max_encrypted_data_keys: Some(DEFAULT_MAX_ENCRYPTED_DATA_KEYS),
+            max_frame_length: 16 << 20,
+            max_header_length: 1 << 20,
+        }
+    }
+}
+
+/// Options of one encryption.
+#[derive(Clone, Debug)]
+pub struct EncryptOptions {
+    /// Algorithm suite: 0x0478 (default) or 0x0578.
+    pub suite: AlgorithmSuite,
+    /// Frame length in bytes, 1 to 2^32 − 1. Default 65536.
+    pub frame_length: u32,
+    /// Encryption context (no `aws-crypto-` keys).
+    pub encryption_context: EncryptionContext,
+}
+
+impl Default for EncryptOptions {
+    fn default() -> Self {
+        EncryptOptions {
+            suite: AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY,
+            frame_length: DEFAULT_FRAME_LENGTH,
+            encryption_context: EncryptionContext::new(),
+        }
+    }
+}
+
+/// Options of one decryption.
+#[derive(Clone, Debug, Default)]
+pub struct DecryptOptions {
+    /// Pairs the message's encryption context must contain.
+    pub required_encryption_context: EncryptionContext,
+}
+
+/// Entry point: holds the configuration shared by operations.
+#[derive(Clone)]
+pub struct Client {
+    policy: CommitmentPolicy,
+    limits: DecryptLimits,
+    aead: Arc<dyn AeadProvider>,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client::new()
+    }
+}
+
+impl core::fmt::Debug for Client {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client").field("policy", &self.policy).field("limits", &self.limits).finish()
+    }
+}
+
+impl Client {
+    /// A client with the default policy, limits and the RustCrypto AEAD.
+    pub fn new() -> Self {
+        Client {
+            policy: CommitmentPolicy::default(),
+            limits: DecryptLimits::default(),
+            aead: Arc::new(RustCryptoAead),
+        }
+    }
+
+    /// Sets the commitment policy.
+    pub fn with_commitment_policy(mut self, policy: CommitmentPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets the decrypt limits.
+    pub fn with_limits(mut self, limits: DecryptLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the maximum number of encrypted data keys accepted on decrypt.
+    pub fn with_max_encrypted_data_keys(mut self, max: Option<u16>) -> Self {
+        self.limits.max_encrypted_data_keys = max;
+        self
+    }
+
+    /// Plugs in another AES-GCM implementation.
+    pub fn with_aead(mut self, aead: Arc<dyn AeadProvider>) -> Self {
+        self.aead = aead;
+        self
+    }
+
+    /// Starts a message: makes the data key and its encrypted copies with `keyring`.
+    pub async fn encryptor(&self, keyring: &dyn Keyring, opts: &EncryptOptions) -> Result<Encryptor> {
+        let suite = opts.suite;
+        // Both policies require committing suites on encrypt; legacy suites are decrypt-only.
+        if suite.message_version() != MessageVersion::V2 {
+            return Err(err!(
+                CommitmentPolicyViolation,
+                "suite {suite} does not commit to its key; encrypt with 0x0478 or 0x0578"
+            ));
+        }
+        if opts.frame_length == 0 {
+            return Err(err!(InvalidArgument, "frame length must be 1 to 4294967295 bytes"));
+        }
+        context::check_no_reserved_keys(&opts.encryption_context)?;
+        let mut ctx = opts.encryption_context.clone();
+        let signer = suite.signature().map(|alg| {
+            let (signer, pk) = Signer::generate(alg);
+            ctx.insert(PUBLIC_KEY_CONTEXT_KEY.to_owned(), pk);
+            signer
+        });
+        context::serialize(&ctx)?; // size check before any key work
+        let materials = keyring
+            .on_encrypt(EncryptionMaterials {
+                suite,
+                encryption_context: ctx,
+                data_key: None,
+                encrypted_data_keys: Vec::new(),
+            })
+            .await?;
+        let data_key = materials
+            .data_key
+            .as_ref()
+            .ok_or_else(|| err!(InvalidState, "the keyring produced no data key"))?;
+        if materials.encrypted_data_keys.is_empty() {
+            return Err(err!(InvalidState, "the keyring produced no encrypted data key"));
+        }
+        let message_id = crate::random::array::<32>().to_vec();
+        let keys = kdf::derive(suite, data_key.as_bytes(), &message_id)?;
+        let header = Header {
+            version: MessageVersion::V2,
+            suite,
+            message_id,
+            encryption_context: materials.encryption_context.clone(),
+            encrypted_data_keys: materials.encrypted_data_keys.clone(),
+            content_type: ContentType::Framed,
+            frame_length: opts.frame_length,
+            suite_data: keys.commit_key.as_deref().copied(),
+        };
+        let aead = self.aead.new_key(&keys.encryption_key)?;
+        Encryptor::new(header, aead, signer)
+    }
+
+    /// Starts decrypting a message (feed it bytes, unwrap the key when asked).
+    pub fn decryptor(&self, opts: &DecryptOptions) -> Decryptor {
+        Decryptor::new(self.policy, self.limits, self.aead.clone(), opts.required_encryption_context.clone())
+    }
+
+    /// Encrypts a whole plaintext in one call.
+    pub async fn encrypt(&self, keyring: &dyn Keyring, plaintext: &[u8], opts: &EncryptOptions) -> Result<Vec<u8>> {
+        let mut enc = self.encryptor(keyring, opts).await?;
+        let mut out = Vec::with_capacity(
+            crate::format::body::framed_body_len(plaintext.len() as u64, opts.frame_length)
+                .map(|n| n as usize + 1024)
+                .unwrap_or(0),
+        );
+        enc.update(plaintext, &mut out)?;
+        enc.finish(&mut out)?;
+        Ok(out)
+    }
+
+    /// Decrypts a whole message in one call. Bytes after the message are an error.
+    pub async fn decrypt(
+        &self,
+        keyring: &dyn Keyring,
+        ciphertext: &[u8],
+        opts: &DecryptOptions,
+    ) -> Result<(Vec<u8>, Header)> {
+        let mut dec = self.decryptor(opts);
+        let mut out = Vec::new();
+        let mut status = dec.update(ciphertext, &mut out)?;
+        if status == DecryptStatus::NeedDataKey {
+            dec.unwrap_data_key(keyring).await?;
+            status = dec.update(&[], &mut out)?;
+        }
+        let _ = status;
+        let header = dec.finish()?;
+        Ok((out, header))
+    }
+}
+
+/// Size of the message `Client::encrypt` produces for `plaintext_len` bytes,
+/// given the header length (known once the encryptor exists). Returns `None`
+/// on overflow or too many frames.
+pub fn encrypted_size(header_len: u64, plaintext_len: u64, frame_length: u32, suite: AlgorithmSuite) -> Option<u64> {
+    if frame_length == 0 {
+        return None;
+    }
+    let body = crate::format::body::framed_body_len(plaintext_len, frame_length)?;
+    // P-384 footer: UInt16 length + DER signature of at most 104 bytes.
+    let footer = match suite.signature() {
+        Some(_) => return None,
+        None => 0,
+    };
+    header_len.checked_add(body)?.checked_add(footer)
+}

@@ -1,0 +1,137 @@
+//! Sans-IO encryptor: push plaintext, get message bytes, finish.
+//!
+//! It holds at most one frame of plaintext. When the plaintext length is an
+//! exact multiple of the frame length the last frame is written as a full
+//! final frame (SPEC client-apis/encrypt.md: SHOULD), which needs one frame of
+//! lookahead: a full frame is sealed as a regular frame only once more input
+//! arrives.
+
+use crate::aead::FrameAead;
+use crate::error::{err, Result};
+use crate::format::body::{self, BodyKind};
+use crate::format::header::{self, HeaderAuth};
+use crate::format::{ContentType, Header};
+use crate::signature::Signer;
+
+/// Encrypts one message. Create it with [`crate::Client::encryptor`].
+pub struct Encryptor {
+    header: Header,
+    /// Header bytes not yet handed out.
+    pending_header: Option<Vec<u8>>,
+    aead: Box<dyn FrameAead>,
+    signer: Option<Signer>,
+    frame_length: usize,
+    /// Sequence number of the next frame.
+    seq: u32,
+    /// Plaintext of the frame being filled (≤ frame_length bytes).
+    buf: Vec<u8>,
+    plaintext_len: u64,
+}
+
+impl Encryptor {
+    pub(crate) fn new(
+        header: Header,
+        aead: Box<dyn FrameAead>,
+        signer: Option<Signer>,
+    ) -> Result<Self> {
+        debug_assert_eq!(header.content_type, ContentType::Framed);
+        let mut bytes = header.serialize_body()?;
+        // Header auth: GCM over an empty plaintext, IV = 12 zero bytes, AAD = header body
+        // (SPEC client-apis/encrypt.md "Construct the header").
+        let iv = [0u8; 12];
+        let tag = aead.seal_in_place(&iv, &bytes, &mut [])?;
+        header::serialize_auth(header.version, &HeaderAuth { iv, tag }, &mut bytes);
+        let mut signer = signer;
+        if let Some(s) = signer.as_mut() {
+            s.update(&bytes);
+        }
+        Ok(Encryptor {
+            frame_length: header.frame_length as usize,
+            header,
+            pending_header: Some(bytes),
+            aead,
+            signer,
+            seq: 1,
+            buf: Vec::new(),
+            plaintext_len: 0,
+        })
+    }
+
+    /// The message header (suite, message id, context, encrypted data keys).
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Encrypts `input`, appending message bytes to `out`. The header is
+    /// written by the first call; frames as soon as they are complete.
+    pub fn update(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        self.emit_header(out);
+        self.plaintext_len += input.len() as u64;
+        while !input.is_empty() {
+            if self.buf.len() == self.frame_length {
+                // More input follows, so the buffered full frame is not the last.
+                let frame = core::mem::take(&mut self.buf);
+                self.seal(BodyKind::Frame, &frame, out)?;
+                self.buf = frame;
+                self.buf.clear();
+            }
+            if self.buf.is_empty() && input.len() > self.frame_length {
+                // Whole frames straight from the input, keeping one frame of lookahead.
+                let (frame, rest) = input.split_at(self.frame_length);
+                self.seal(BodyKind::Frame, frame, out)?;
+                input = rest;
+                continue;
+            }
+            let take = (self.frame_length - self.buf.len()).min(input.len());
+            self.buf.extend_from_slice(&input[..take]);
+            input = &input[take..];
+        }
+        Ok(())
+    }
+
+    /// Writes the final frame (and the footer for signing suites).
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<()> {
+        self.emit_header(out);
+        let last = core::mem::take(&mut self.buf);
+        self.seal(BodyKind::FinalFrame, &last, out)?;
+        if let Some(signer) = self.signer.take() {
+            let sig = signer.sign()?;
+            crate::format::footer::serialize(&sig, out);
+        }
+        Ok(())
+    }
+
+    /// Plaintext bytes accepted so far.
+    pub fn plaintext_len(&self) -> u64 {
+        self.plaintext_len
+    }
+
+    fn emit_header(&mut self, out: &mut Vec<u8>) {
+        if let Some(h) = self.pending_header.take() {
+            out.extend_from_slice(&h);
+        }
+    }
+
+    fn seal(&mut self, kind: BodyKind, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let seq = self.seq;
+        if seq == body::FINAL_FRAME_MARKER {
+            return Err(err!(LimitExceeded, "a message holds at most 2^32 - 1 frames"));
+        }
+        let iv = body::frame_iv(seq);
+        let aad = body::body_aad(&self.header.message_id, kind, seq, plaintext.len() as u64);
+        let start = out.len();
+        match kind {
+            BodyKind::FinalFrame => body::put_final_frame_prefix(out, seq, &iv, plaintext.len() as u32),
+            _ => body::put_frame_prefix(out, seq, &iv),
+        }
+        let ct_start = out.len();
+        out.extend_from_slice(plaintext);
+        let tag = self.aead.seal_in_place(&iv, &aad, &mut out[ct_start..])?;
+        out.extend_from_slice(&tag);
+        if let Some(s) = self.signer.as_mut() {
+            s.update(&out[start..]);
+        }
+        self.seq += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,8 @@
+//! Sans-IO streaming: the same state machines serve native code, Node and
+//! browsers. Memory is bounded by about two frames whatever the message size.
+
+mod decrypt;
+mod encrypt;
+
+pub use decrypt::{DecryptStatus, Decryptor};
+pub use encrypt::Encryptor;
