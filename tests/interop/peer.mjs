@@ -30,6 +30,7 @@
  *   bytes as they are. No other place in the path takes the flag.
  * - frame_length 0 (non-framed) cannot be encrypted: encryptStream requires
  *   frameLength > 0, so such jobs report its error. Decrypting non-framed works.
+ *   Any other length up to 2^32 - 1 is accepted (even 1; peer.py needs k*128).
  * - Node.js >= 20.11.1 refuses privateDecrypt with RSA_PKCS1_PADDING (Marvin
  *   attack, CVE-2023-46809) unless started with --security-revert, which
  *   NODE_OPTIONS may not carry. A batch that decrypts with raw-rsa-pkcs1-* is
@@ -76,7 +77,8 @@ function keyring(keysDir, spec, op) {
     return new RawAesKeyringNode({
       keyNamespace: NAMESPACE,
       keyName: `aes-${m[1]}`,
-      unencryptedMasterKey: readFileSync(`${keysDir}/aes-${m[1]}.key`),
+      // the SDK wants a buffer that owns its whole ArrayBuffer: copy it out
+      unencryptedMasterKey: new Uint8Array(readFileSync(`${keysDir}/aes-${m[1]}.key`)),
       wrappingSuite: AES_WRAPPING[m[1]],
       utf8Sorting: true, // wrapping AAD = context in UTF-8 byte order
     })
