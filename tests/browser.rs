@@ -3,4 +3,5 @@
 //! CPU-bound cases do not block the page the test runner talks to.
 #![cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_dedicated_worker);
+mod cases;
 mod shared;

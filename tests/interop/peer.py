@@ -94,6 +94,7 @@ class Peer:
     def kms_client(self):
         """A boto3 KMS client whose Decrypt runs locally with the private key."""
         import boto3
+        from botocore.awsrequest import AWSResponse
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -125,7 +126,8 @@ class Peer:
             pt = private.decrypt(
                 captured["CiphertextBlob"], padding.OAEP(mgf=padding.MGF1(algorithm=h), algorithm=h, label=None)
             )
-            return None, {"KeyId": KEY_ARN, "Plaintext": pt, "EncryptionAlgorithm": alg}
+            http = AWSResponse("http://127.0.0.1:1/", 200, {}, None)
+            return http, {"KeyId": KEY_ARN, "Plaintext": pt, "EncryptionAlgorithm": alg}
 
         client.meta.events.register("before-parameter-build.kms.Decrypt", capture)
         client.meta.events.register("before-call.kms.Decrypt", answer)

@@ -1,11 +1,8 @@
-//! Test support shared by the native suite and the wasm32 suites (Node and
-//! headless Chromium). Everything here runs on both: keys and vectors are
-//! compiled in, and keyrings complete without an executor.
+//! Test support shared by the native suites and the wasm32 suites (Node and
+//! headless Chromium). Everything here runs on both: keys are compiled in,
+//! and keyrings complete without an executor.
 
 #![allow(dead_code)]
-
-pub mod core_tests;
-pub mod vectors;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use super::*;
+use crate::shared::*;
+use kms_envelope::*;
+use rsa::Oaep;
 use crate::case;
 
 const S0478: AlgorithmSuite = AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY;

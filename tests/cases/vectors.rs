@@ -5,7 +5,8 @@
 
 use sha2::{Digest, Sha256};
 
-use super::*;
+use crate::shared::*;
+use kms_envelope::*;
 use crate::case;
 
 include!("../vectors/index.rs");

@@ -1,0 +1,4 @@
+//! The core cases, compiled into the native suite (`core.rs`) and the wasm32
+//! suites (`core.rs` under Node, `browser.rs` in Chromium).
+mod core_tests;
+mod vectors;
