@@ -1,1 +1,17 @@
-fn main() {}
+//! `kms-envelope`: encrypt, decrypt and inspect AWS Encryption SDK messages
+//! from the command line.
+
+mod cli;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match cli::run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, with the stable code first; never key material.
+            eprintln!("kms-envelope: error {}: {}", e.code(), e.detail());
+            ExitCode::FAILURE
+        }
+    }
+}

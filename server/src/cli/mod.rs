@@ -1,0 +1,116 @@
+//! The command line: argument parsing and the three commands.
+
+mod commands;
+mod keyrings;
+mod output;
+
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use kms_envelope::{Error, ErrorCode};
+
+/// Client-side envelope encryption in the AWS Encryption SDK message format.
+#[derive(Parser, Debug)]
+#[command(name = "kms-envelope", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Keyring options shared by encrypt and decrypt. Repeatable; the first one
+/// given is the generator.
+#[derive(clap::Args, Debug, Default)]
+pub struct KeyringArgs {
+    /// Raw RSA key: namespace=NS,name=N,public=PEM_FILE|private=PEM_FILE,padding=oaep-sha1|oaep-sha256|oaep-sha384|oaep-sha512|pkcs1
+    #[arg(long = "raw-rsa", value_name = "SPEC")]
+    pub raw_rsa: Vec<String>,
+    /// Raw AES key: namespace=NS,name=N,key=FILE (16, 24 or 32 raw bytes)
+    #[arg(long = "raw-aes", value_name = "SPEC")]
+    pub raw_aes: Vec<String>,
+    /// AWS KMS RSA key: arn=ARN,public=FILE (DER or PEM),algorithm=RSAES_OAEP_SHA_256|RSAES_OAEP_SHA_1
+    #[arg(long = "kms-rsa", value_name = "SPEC")]
+    pub kms_rsa: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Encrypt a file into an ESDK message (suite 0x0478 by default).
+    Encrypt {
+        /// Input file, or - for stdin.
+        #[arg(short = 'i', long = "input", value_name = "IN")]
+        input: String,
+        /// Output file, or - for stdout. Written only if encryption succeeds.
+        #[arg(short = 'o', long = "output", value_name = "OUT")]
+        output: String,
+        /// Encryption context pair (repeatable).
+        #[arg(long = "context", value_name = "KEY=VALUE")]
+        context: Vec<String>,
+        /// Frame length in bytes.
+        #[arg(long = "frame-length", default_value_t = kms_envelope::DEFAULT_FRAME_LENGTH)]
+        frame_length: u32,
+        /// Algorithm suite: 0x0478, or 0x0578 (ECDSA P-384 signature; raw keyrings only).
+        #[arg(long = "suite", default_value = "0x0478")]
+        suite: String,
+        #[command(flatten)]
+        keyrings: KeyringArgs,
+    },
+    /// Decrypt an ESDK message.
+    Decrypt {
+        /// Input file, or - for stdin.
+        #[arg(short = 'i', long = "input", value_name = "IN")]
+        input: String,
+        /// Output file, or - for stdout. A file is written only if the whole message authenticates.
+        #[arg(short = 'o', long = "output", value_name = "OUT")]
+        output: String,
+        /// Required encryption context pair (repeatable): decryption fails unless the message has it.
+        #[arg(long = "context", value_name = "KEY=VALUE")]
+        context: Vec<String>,
+        /// Maximum number of encrypted data keys to accept.
+        #[arg(long = "max-encrypted-data-keys", default_value_t = kms_envelope::DEFAULT_MAX_ENCRYPTED_DATA_KEYS)]
+        max_encrypted_data_keys: u16,
+        /// Commitment policy.
+        #[arg(long = "commitment-policy", default_value = "require-encrypt-require-decrypt")]
+        commitment_policy: String,
+        #[command(flatten)]
+        keyrings: KeyringArgs,
+    },
+    /// Print a message's header as JSON (no key needed).
+    Inspect {
+        /// Input file, or - for stdin.
+        #[arg(short = 'i', long = "input", value_name = "IN")]
+        input: String,
+    },
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> Result<(), Error> {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| Error::new(ErrorCode::InvalidArgument, e.to_string()))?;
+    let sub = matches.subcommand().map(|(_, m)| m);
+    match cli.command {
+        Command::Encrypt { input, output, context, frame_length, suite, keyrings } => {
+            let specs = ordered_specs(sub, &keyrings);
+            commands::encrypt(&input, &output, &context, frame_length, &suite, &specs)
+        }
+        Command::Decrypt { input, output, context, max_encrypted_data_keys, commitment_policy, keyrings } => {
+            let specs = ordered_specs(sub, &keyrings);
+            commands::decrypt(&input, &output, &context, max_encrypted_data_keys, &commitment_policy, &specs)
+        }
+        Command::Inspect { input } => commands::inspect(&input),
+    }
+}
+
+/// The keyring options in command-line order (the first is the generator).
+fn ordered_specs(m: Option<&ArgMatches>, k: &KeyringArgs) -> Vec<(keyrings::Kind, String)> {
+    let mut v = Vec::new();
+    for (id, kind, values) in [
+        ("raw_rsa", keyrings::Kind::RawRsa, &k.raw_rsa),
+        ("raw_aes", keyrings::Kind::RawAes, &k.raw_aes),
+        ("kms_rsa", keyrings::Kind::KmsRsa, &k.kms_rsa),
+    ] {
+        let idx: Vec<usize> = m.and_then(|m| m.indices_of(id)).map(|i| i.collect()).unwrap_or_default();
+        for (n, val) in values.iter().enumerate() {
+            v.push((idx.get(n).copied().unwrap_or(usize::MAX), kind, val.clone()));
+        }
+    }
+    v.sort_by_key(|(i, _, _)| *i);
+    v.into_iter().map(|(_, k, s)| (k, s)).collect()
+}
