@@ -24,6 +24,7 @@ apt_install() {
 
 step_rust() {
   command -v cargo >/dev/null || { log "cargo not found: install rustup first"; exit 1; }
+  command -v openssl >/dev/null || apt_install openssl
 }
 
 step_wasm() {

@@ -1,0 +1,24 @@
+# kms-envelope — the commands a new user runs (see README.md).
+SHELL := /bin/bash
+
+.PHONY: test demo setup build clean
+
+## make test: install what the tests need, then run every test.
+test: setup
+	scripts/test.sh
+
+## make demo: build the CLI and show the job end to end.
+demo:
+	scripts/setup.sh rust
+	cargo build --release -p kms-envelope-server
+	scripts/demo-cli.sh
+
+## make setup: install toolchains, Chromium, the Python and Node SDK peers (idempotent).
+setup:
+	scripts/setup.sh all
+
+build:
+	cargo build --release --workspace
+
+clean:
+	cargo clean

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every test of kms-envelope and ends with one summary line that counts
+# them all. Called by `make test` (and so by .ci/run).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+export CARGO_TERM_COLOR=never
+export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
+# The Chromium suite runs long CPU-bound cases (every bit flip of a message).
+export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-900}
+
+failed_steps=()
+step() {
+  local name=$1; shift
+  echo "== $name: $*"
+  if ! "$@" 2>&1 | tee "$logs/$name.log"; then
+    failed_steps+=("$name")
+  fi
+}
+
+step native   cargo test --workspace --all-targets
+step doc      cargo test --workspace --doc
+step interop  cargo test --test interop -- --include-ignored
+step node     cargo test --target wasm32-unknown-unknown --test core
+step chromium cargo test --target wasm32-unknown-unknown --test browser
+
+# Sum the runners' own result lines (cargo's and wasm-bindgen-test-runner's).
+read -r passed failed < <(cat "$logs"/*.log | sed -n 's/^test result: [A-Za-z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' \
+  | awk '{p+=$1; f+=$2} END {print p+0, f+0}')
+echo
+if [ ${#failed_steps[@]} -gt 0 ]; then
+  echo "failed steps: ${failed_steps[*]}"
+  [ "$failed" -eq 0 ] && failed=${#failed_steps[@]}
+  echo "summary: $passed passed, $failed failed"
+  exit 1
+fi
+echo "summary: $passed passed, $failed failed"
