@@ -237,18 +237,14 @@ impl Client {
     }
 }
 
-/// Size of the message `Client::encrypt` produces for `plaintext_len` bytes,
-/// given the header length (known once the encryptor exists). Returns `None`
-/// on overflow or too many frames.
+/// Exact size of the message kms-envelope writes for `plaintext_len` bytes,
+/// given the header length ([`Encryptor::header_len`]). `None` on overflow
+/// or when the plaintext needs more than 2^32 − 1 frames.
 pub fn encrypted_size(header_len: u64, plaintext_len: u64, frame_length: u32, suite: AlgorithmSuite) -> Option<u64> {
     if frame_length == 0 {
         return None;
     }
     let body = crate::format::body::framed_body_len(plaintext_len, frame_length)?;
-    // P-384 footer: UInt16 length + DER signature of at most 104 bytes.
-    let footer = match suite.signature() {
-        Some(_) => return None,
-        None => 0,
-    };
+    let footer = suite.signature().map_or(0, |alg| 2 + alg.signature_len() as u64);
     header_len.checked_add(body)?.checked_add(footer)
 }

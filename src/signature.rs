@@ -45,20 +45,52 @@ impl Signer {
         }
     }
 
-    /// DER `ECDSA-Sig-Value`, with s normalized to the lower half of the group order.
+    /// DER `ECDSA-Sig-Value` with s in the lower half of the group order,
+    /// drawn until it has the suite's static length (as the Python SDK
+    /// does), so a message's size is known before it is written.
     pub(crate) fn sign(self) -> Result<Vec<u8>> {
-        use p256::ecdsa::signature::DigestSigner;
+        use p256::ecdsa::signature::RandomizedDigestSigner;
         let fail = |_| err!(EncryptionFailed, "ECDSA signing failed");
-        Ok(match self {
-            Signer::P256(k, h) => {
-                let s: p256::ecdsa::Signature = k.try_sign_digest(h).map_err(fail)?;
-                s.normalize_s().unwrap_or(s).to_der().as_bytes().to_vec()
+        let mut rng = rand_core::OsRng;
+        let mut der = Vec::new();
+        for _ in 0..MAX_SIGNING_ATTEMPTS {
+            der = match &self {
+                Signer::P256(k, h) => {
+                    let s: p256::ecdsa::Signature = k.try_sign_digest_with_rng(&mut rng, h.clone()).map_err(fail)?;
+                    s.normalize_s().unwrap_or(s).to_der().as_bytes().to_vec()
+                }
+                Signer::P384(k, h) => {
+                    let s: p384::ecdsa::Signature = k.try_sign_digest_with_rng(&mut rng, h.clone()).map_err(fail)?;
+                    s.normalize_s().unwrap_or(s).to_der().as_bytes().to_vec()
+                }
+            };
+            if der.len() == self.algorithm().signature_len() {
+                break;
             }
-            Signer::P384(k, h) => {
-                let s: p384::ecdsa::Signature = k.try_sign_digest(h).map_err(fail)?;
-                s.normalize_s().unwrap_or(s).to_der().as_bytes().to_vec()
-            }
-        })
+        }
+        Ok(der)
+    }
+
+    fn algorithm(&self) -> SignatureAlgorithm {
+        match self {
+            Signer::P256(..) => SignatureAlgorithm::EcdsaP256,
+            Signer::P384(..) => SignatureAlgorithm::EcdsaP384,
+        }
+    }
+}
+
+/// Half the draws give the static length; 64 failures in a row do not happen.
+const MAX_SIGNING_ATTEMPTS: usize = 64;
+
+impl SignatureAlgorithm {
+    /// Length of the DER signature kms-envelope writes: r with its top bit
+    /// set (one zero pad byte) and a low s, as the Python SDK's
+    /// `signature_len` (71 for P-256, 103 for P-384).
+    pub fn signature_len(self) -> usize {
+        match self {
+            SignatureAlgorithm::EcdsaP256 => 71,
+            SignatureAlgorithm::EcdsaP384 => 103,
+        }
     }
 }
 

@@ -26,6 +26,7 @@ pub struct Encryptor {
     /// Plaintext of the frame being filled (≤ frame_length bytes).
     buf: Vec<u8>,
     plaintext_len: u64,
+    header_len: usize,
 }
 
 impl Encryptor {
@@ -46,6 +47,7 @@ impl Encryptor {
             s.update(&bytes);
         }
         Ok(Encryptor {
+            header_len: bytes.len(),
             frame_length: header.frame_length as usize,
             header,
             pending_header: Some(bytes),
@@ -99,6 +101,17 @@ impl Encryptor {
             crate::format::footer::serialize(&sig, out);
         }
         Ok(())
+    }
+
+    /// Length of the header (body and authentication), in bytes.
+    pub fn header_len(&self) -> usize {
+        self.header_len
+    }
+
+    /// Exact size of the whole message for a plaintext of `plaintext_len`
+    /// bytes (for a `Content-Length` before streaming an upload).
+    pub fn encrypted_size(&self, plaintext_len: u64) -> Option<u64> {
+        crate::client::encrypted_size(self.header_len as u64, plaintext_len, self.header.frame_length, self.header.suite)
     }
 
     /// Plaintext bytes accepted so far.
