@@ -195,8 +195,8 @@ impl Client {
             frame_length: opts.frame_length,
             suite_data: keys.commit_key.as_deref().copied(),
         };
-        let aead = self.aead.new_key(&keys.encryption_key)?;
-        Encryptor::new(header, aead, signer)
+        let aead = self.aead.new_key(&keys.encryption_key).await?;
+        Encryptor::new(header, aead, signer).await
     }
 
     /// Starts decrypting a message (feed it bytes, unwrap the key when asked).
@@ -212,8 +212,8 @@ impl Client {
                 .map(|n| n as usize + 1024)
                 .unwrap_or(0),
         );
-        enc.update(plaintext, &mut out)?;
-        enc.finish(&mut out)?;
+        enc.update(plaintext, &mut out).await?;
+        enc.finish(&mut out).await?;
         Ok(out)
     }
 
@@ -226,12 +226,10 @@ impl Client {
     ) -> Result<(Vec<u8>, Header)> {
         let mut dec = self.decryptor(opts);
         let mut out = Vec::new();
-        let mut status = dec.update(ciphertext, &mut out)?;
-        if status == DecryptStatus::NeedDataKey {
+        if dec.update(ciphertext, &mut out).await? == DecryptStatus::NeedDataKey {
             dec.unwrap_data_key(keyring).await?;
-            status = dec.update(&[], &mut out)?;
+            dec.update(&[], &mut out).await?;
         }
-        let _ = status;
         let header = dec.finish()?;
         Ok((out, header))
     }

@@ -42,6 +42,8 @@ mod secret;
 mod signature;
 mod stream;
 mod suite;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 
 pub use aead::{AeadProvider, FrameAead, RustCryptoAead};
 pub use client::{
@@ -52,9 +54,8 @@ pub use error::{Error, ErrorCode, Result};
 pub use format::context::EncryptionContext;
 pub use format::{parse_header, ContentType, EncryptedDataKey, Header};
 pub use keyring::{
-    parse_rsa_private_key, parse_rsa_public_key, KmsDecrypt, KmsDecryptRequest, KmsDecryptResponse,
-    KmsRsaAlgorithm, KmsRsaKeyring, Keyring, MultiKeyring, RawAesKeyring, RawRsaKeyring, RsaPadding,
-    RsaPrivateKey, RsaPublicKey,
+    KmsDecrypt, KmsDecryptRequest, KmsDecryptResponse, KmsRsaAlgorithm, KmsRsaKeyring, Keyring, MultiKeyring,
+    RawAesKeyring, RawRsaKeyring, RsaPadding,
 };
 pub use materials::{DecryptionMaterials, EncryptionMaterials};
 pub use secret::DataKey;

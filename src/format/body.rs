@@ -69,10 +69,9 @@ pub(crate) struct SealedPiece {
     pub kind: BodyKind,
     pub seq: u32,
     pub iv: [u8; 12],
-    /// Ciphertext location within the buffer parsed.
+    /// Ciphertext location within the buffer parsed; the 16-byte tag follows it.
     pub ct_start: usize,
     pub ct_len: usize,
-    pub tag: [u8; 16],
     /// Bytes the whole piece occupies.
     pub len: usize,
 }
@@ -108,14 +107,13 @@ pub(crate) fn parse_frame(buf: &[u8], frame_length: u32) -> Result<Option<Sealed
     };
     let ct_start = r.used();
     need!(r.take(ct_len));
-    let tag = need!(r.array::<16>());
+    need!(r.take(16));
     Ok(Some(SealedPiece {
         kind,
         seq,
         iv,
         ct_start,
         ct_len,
-        tag,
         len: r.used(),
     }))
 }
@@ -137,14 +135,13 @@ pub(crate) fn parse_single_block(buf: &[u8], max_len: u64) -> Result<Option<Seal
     }
     let ct_start = r.used();
     let Some(_) = r.take(len as usize) else { return Ok(None) };
-    let Some(tag) = r.array::<16>() else { return Ok(None) };
+    let Some(_tag) = r.take(16) else { return Ok(None) };
     Ok(Some(SealedPiece {
         kind: BodyKind::SingleBlock,
         seq: 1,
         iv,
         ct_start,
         ct_len: len as usize,
-        tag,
         len: r.used(),
     }))
 }

@@ -139,6 +139,13 @@ impl KmsRsaKeyring {
     pub fn key_arn(&self) -> &str {
         &self.key_arn
     }
+
+    /// SHA-256 of the public key's DER SubjectPublicKeyInfo, for pinning.
+    pub fn public_key_fingerprint(&self) -> Option<[u8; 32]> {
+        use rsa::pkcs8::EncodePublicKey;
+        let der = self.public_key.as_ref()?.to_public_key_der().ok()?;
+        Some(Sha256::digest(der.as_bytes()).into())
+    }
 }
 
 /// Checks `arn:PARTITION:kms:REGION:ACCOUNT:key/ID` (MPL: "Kms Key ID must be a KMS Key ARN").

@@ -11,7 +11,6 @@ pub use kms_rsa::{KmsDecrypt, KmsDecryptRequest, KmsDecryptResponse, KmsRsaAlgor
 pub use multi::MultiKeyring;
 pub use raw_aes::RawAesKeyring;
 pub use raw_rsa::{RawRsaKeyring, RsaPadding};
-pub use rsa_keys::{parse_rsa_private_key, parse_rsa_public_key, RsaPrivateKey, RsaPublicKey};
 
 use crate::error::Result;
 use crate::format::EncryptedDataKey;

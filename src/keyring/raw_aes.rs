@@ -6,7 +6,7 @@
 use zeroize::Zeroizing;
 
 use super::{combine_failures, ensure_data_key, Keyring};
-use crate::aead::{FrameAead, RustCryptoKey};
+use crate::aead::RustCryptoKey;
 use crate::error::{err, Result};
 use crate::format::context;
 use crate::format::EncryptedDataKey;

@@ -1,10 +1,11 @@
 //! RSA key parsing: SPKI (DER or PEM, as KMS GetPublicKey returns), PKCS#1
-//! public keys, and PKCS#8 / PKCS#1 private keys.
+//! public keys, and PKCS#8 / PKCS#1 private keys. The parsed private key
+//! type (from the `rsa` crate) derives `Debug`, so it never leaves this crate.
 
 use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use rsa::traits::PublicKeyParts;
-pub use rsa::{RsaPrivateKey, RsaPublicKey};
+pub(crate) use rsa::{RsaPrivateKey, RsaPublicKey};
 
 use crate::error::{err, Result};
 
@@ -12,7 +13,7 @@ use crate::error::{err, Result};
 pub(crate) const MIN_MODULUS_BITS: usize = 2048;
 
 /// Parses an RSA public key from DER SPKI, PEM `PUBLIC KEY` or PEM `RSA PUBLIC KEY`.
-pub fn parse_rsa_public_key(bytes: &[u8]) -> Result<RsaPublicKey> {
+pub(crate) fn parse_rsa_public_key(bytes: &[u8]) -> Result<RsaPublicKey> {
     let key = if let Some(pem) = as_pem(bytes) {
         RsaPublicKey::from_public_key_pem(pem)
             .or_else(|_| RsaPublicKey::from_pkcs1_pem(pem))
@@ -27,7 +28,7 @@ pub fn parse_rsa_public_key(bytes: &[u8]) -> Result<RsaPublicKey> {
 }
 
 /// Parses an RSA private key from PEM or DER, PKCS#8 or PKCS#1.
-pub fn parse_rsa_private_key(bytes: &[u8]) -> Result<RsaPrivateKey> {
+pub(crate) fn parse_rsa_private_key(bytes: &[u8]) -> Result<RsaPrivateKey> {
     let key = if let Some(pem) = as_pem(bytes) {
         RsaPrivateKey::from_pkcs8_pem(pem)
             .or_else(|_| RsaPrivateKey::from_pkcs1_pem(pem))

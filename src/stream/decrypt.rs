@@ -89,12 +89,12 @@ impl Decryptor {
     ///
     /// After an error the decryptor is unusable and everything it released
     /// before the failing frame is all that may be trusted.
-    pub fn update(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<DecryptStatus> {
+    pub async fn update(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<DecryptStatus> {
         if matches!(self.state, State::Failed) {
             return Err(err!(InvalidState, "the decryptor failed earlier"));
         }
         self.buf.extend_from_slice(input);
-        let r = self.process(out);
+        let r = self.process(out).await;
         if r.is_err() {
             self.state = State::Failed;
             self.buf = Vec::new();
@@ -134,7 +134,7 @@ impl Decryptor {
             _ => unreachable_state()?,
         };
         match keyring.on_decrypt(materials, &edks).await {
-            Ok(m) => self.set_data_key(m),
+            Ok(m) => self.set_data_key(m).await,
             Err(e) => {
                 self.state = State::Failed;
                 Err(e)
@@ -145,7 +145,7 @@ impl Decryptor {
     /// Accepts materials holding the data key: checks the key commitment in
     /// constant time, then the header tag. Body bytes already buffered are
     /// processed by the next `update` call.
-    pub fn set_data_key(&mut self, materials: DecryptionMaterials) -> Result<()> {
+    pub async fn set_data_key(&mut self, materials: DecryptionMaterials) -> Result<()> {
         let parsed = match core::mem::replace(&mut self.state, State::Failed) {
             State::NeedKey(p) => p,
             other => {
@@ -153,12 +153,12 @@ impl Decryptor {
                 return Err(err!(InvalidState, "no data key is needed now"));
             }
         };
-        let body = self.verify_header(&parsed, materials)?;
+        let body = self.verify_header(&parsed, materials).await?;
         self.state = State::Body(Box::new(body));
         Ok(())
     }
 
-    fn verify_header(&self, parsed: &ParsedHeader, materials: DecryptionMaterials) -> Result<Body> {
+    async fn verify_header(&self, parsed: &ParsedHeader, materials: DecryptionMaterials) -> Result<Body> {
         let h = &parsed.header;
         let dk = materials
             .data_key
@@ -171,8 +171,9 @@ impl Decryptor {
                 return Err(err!(CommitmentMismatch, "the data key does not match the message's key commitment"));
             }
         }
-        let aead = self.aead.new_key(&keys.encryption_key)?;
-        aead.open_in_place(&parsed.auth.iv, &parsed.body_bytes, &mut [], &parsed.auth.tag)
+        let aead = self.aead.new_key(&keys.encryption_key).await?;
+        aead.open(&parsed.auth.iv, &parsed.body_bytes, &parsed.auth.tag, &mut Vec::new())
+            .await
             .map_err(|_| err!(HeaderAuthFailed, "the header authentication tag does not verify"))?;
         let verifier = match h.suite.signature() {
             Some(alg) => {
@@ -197,7 +198,7 @@ impl Decryptor {
         })
     }
 
-    fn process(&mut self, out: &mut Vec<u8>) -> Result<DecryptStatus> {
+    async fn process(&mut self, out: &mut Vec<u8>) -> Result<DecryptStatus> {
         let mut pos = 0;
         let status = loop {
             let rest = &self.buf[pos..];
@@ -234,7 +235,7 @@ impl Decryptor {
                     };
                     let Some(piece) = piece else { break DecryptStatus::NeedInput };
                     let is_last = piece.kind != BodyKind::Frame;
-                    open_piece(b, &piece, &rest[..piece.len], out)?;
+                    open_piece(b, &piece, &rest[..piece.len], out).await?;
                     pos += piece.len;
                     if is_last {
                         self.state = if b.verifier.is_some() {
@@ -299,7 +300,7 @@ fn unreachable_state<T>() -> Result<T> {
 
 /// Authenticates and decrypts one piece of the body into `out` (or into the
 /// held buffer for a signed final frame). On failure nothing is appended.
-fn open_piece(b: &mut Body, piece: &SealedPiece, raw: &[u8], out: &mut Vec<u8>) -> Result<()> {
+async fn open_piece(b: &mut Body, piece: &SealedPiece, raw: &[u8], out: &mut Vec<u8>) -> Result<()> {
     if piece.kind != BodyKind::SingleBlock {
         if piece.seq != b.next_seq {
             return Err(err!(
@@ -315,12 +316,12 @@ fn open_piece(b: &mut Body, piece: &SealedPiece, raw: &[u8], out: &mut Vec<u8>) 
         v.update(raw);
     }
     let aad = body::body_aad(&b.header.message_id, piece.kind, piece.seq, piece.ct_len as u64);
-    let ct = &raw[piece.ct_start..piece.ct_start + piece.ct_len];
+    // The ciphertext and its tag are contiguous in the message.
+    let sealed = &raw[piece.ct_start..piece.ct_start + piece.ct_len + 16];
     let signed_last = b.verifier.is_some() && piece.kind != BodyKind::Frame;
     let dst = if signed_last { &mut b.held } else { out };
     let start = dst.len();
-    dst.extend_from_slice(ct);
-    if let Err(e) = b.aead.open_in_place(&piece.iv, &aad, &mut dst[start..], &piece.tag) {
+    if let Err(e) = b.aead.open(&piece.iv, &aad, sealed, dst).await {
         dst.truncate(start);
         return Err(match e.code() {
             ErrorCode::FrameAuthFailed => err!(FrameAuthFailed, "frame {} does not authenticate", piece.seq),

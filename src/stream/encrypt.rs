@@ -30,7 +30,7 @@ pub struct Encryptor {
 }
 
 impl Encryptor {
-    pub(crate) fn new(
+    pub(crate) async fn new(
         header: Header,
         aead: Box<dyn FrameAead>,
         signer: Option<Signer>,
@@ -40,7 +40,12 @@ impl Encryptor {
         // Header auth: GCM over an empty plaintext, IV = 12 zero bytes, AAD = header body
         // (SPEC client-apis/encrypt.md "Construct the header").
         let iv = [0u8; 12];
-        let tag = aead.seal_in_place(&iv, &bytes, &mut [])?;
+        let mut sealed = Vec::with_capacity(16);
+        aead.seal(&iv, &bytes, &[], &mut sealed).await?;
+        let tag: [u8; 16] = sealed
+            .as_slice()
+            .try_into()
+            .map_err(|_| err!(EncryptionFailed, "the AEAD backend returned a tag of {} bytes", sealed.len()))?;
         header::serialize_auth(header.version, &HeaderAuth { iv, tag }, &mut bytes);
         let mut signer = signer;
         if let Some(s) = signer.as_mut() {
@@ -66,21 +71,21 @@ impl Encryptor {
 
     /// Encrypts `input`, appending message bytes to `out`. The header is
     /// written by the first call; frames as soon as they are complete.
-    pub fn update(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    pub async fn update(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<()> {
         self.emit_header(out);
         self.plaintext_len += input.len() as u64;
         while !input.is_empty() {
             if self.buf.len() == self.frame_length {
                 // More input follows, so the buffered full frame is not the last.
                 let frame = core::mem::take(&mut self.buf);
-                self.seal(BodyKind::Frame, &frame, out)?;
+                self.seal(BodyKind::Frame, &frame, out).await?;
                 self.buf = frame;
                 self.buf.clear();
             }
             if self.buf.is_empty() && input.len() > self.frame_length {
                 // Whole frames straight from the input, keeping one frame of lookahead.
                 let (frame, rest) = input.split_at(self.frame_length);
-                self.seal(BodyKind::Frame, frame, out)?;
+                self.seal(BodyKind::Frame, frame, out).await?;
                 input = rest;
                 continue;
             }
@@ -92,10 +97,10 @@ impl Encryptor {
     }
 
     /// Writes the final frame (and the footer for signing suites).
-    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<()> {
+    pub async fn finish(mut self, out: &mut Vec<u8>) -> Result<()> {
         self.emit_header(out);
         let last = core::mem::take(&mut self.buf);
-        self.seal(BodyKind::FinalFrame, &last, out)?;
+        self.seal(BodyKind::FinalFrame, &last, out).await?;
         if let Some(signer) = self.signer.take() {
             let sig = signer.sign()?;
             crate::format::footer::serialize(&sig, out);
@@ -125,7 +130,7 @@ impl Encryptor {
         }
     }
 
-    fn seal(&mut self, kind: BodyKind, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    async fn seal(&mut self, kind: BodyKind, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let seq = self.seq;
         if seq == body::FINAL_FRAME_MARKER {
             return Err(err!(LimitExceeded, "a message holds at most 2^32 - 1 frames"));
@@ -137,10 +142,11 @@ impl Encryptor {
             BodyKind::FinalFrame => body::put_final_frame_prefix(out, seq, &iv, plaintext.len() as u32),
             _ => body::put_frame_prefix(out, seq, &iv),
         }
-        let ct_start = out.len();
-        out.extend_from_slice(plaintext);
-        let tag = self.aead.seal_in_place(&iv, &aad, &mut out[ct_start..])?;
-        out.extend_from_slice(&tag);
+        let expected = out.len() + plaintext.len() + 16;
+        self.aead.seal(&iv, &aad, plaintext, out).await?;
+        if out.len() != expected {
+            return Err(err!(EncryptionFailed, "the AEAD backend returned the wrong length"));
+        }
         if let Some(s) = self.signer.as_mut() {
             s.update(&out[start..]);
         }

@@ -77,7 +77,7 @@ case! {
         let c = ctx(&[("b", "2"), ("a", "1")]);
         let ct = encrypt(&k, b"x", &opts(S0478, 64, &c));
         let (h, _) = parse_header(&ct).unwrap();
-        let sk = parse_rsa_private_key(RSA_2048).unwrap();
+        let sk = private_key(RSA_2048);
         let pt = sk.decrypt(Oaep::new::<sha2::Sha256>(), &h.encrypted_data_keys[0].ciphertext).unwrap();
         assert_eq!(pt.len(), 80);
         // SHA-384 of the canonical context: 00 02 | 00 01 'a' 00 01 '1' | 00 01 'b' 00 01 '2'
@@ -217,8 +217,8 @@ case! {
                 let predicted = enc.encrypted_size(len as u64).unwrap();
                 let mut out = Vec::new();
                 let mut enc = enc;
-                enc.update(&plaintext(len), &mut out).unwrap();
-                enc.finish(&mut out).unwrap();
+                now(enc.update(&plaintext(len), &mut out)).unwrap();
+                now(enc.finish(&mut out)).unwrap();
                 assert_eq!(out.len() as u64, predicted, "{suite} f={f} len={len}");
             }
         }
@@ -496,37 +496,41 @@ case! {
         let mut dec = client.decryptor(&DecryptOptions::default());
         let mut out = Vec::new();
         assert_eq!(code(dec.materials()), "INVALID_STATE");
-        assert_eq!(dec.update(&ct[..10], &mut out).unwrap(), DecryptStatus::NeedInput);
-        assert_eq!(dec.update(&ct[10..], &mut out).unwrap(), DecryptStatus::NeedDataKey);
+        assert_eq!(now(dec.update(&ct[..10], &mut out)).unwrap(), DecryptStatus::NeedInput);
+        assert_eq!(now(dec.update(&ct[10..], &mut out)).unwrap(), DecryptStatus::NeedDataKey);
         assert!(dec.header().is_some());
         let m = dec.materials().unwrap();
         let m = now(k.on_decrypt(m, &dec.header().unwrap().encrypted_data_keys.clone())).unwrap();
-        dec.set_data_key(m).unwrap();
-        assert_eq!(dec.update(&[], &mut out).unwrap(), DecryptStatus::Done);
+        now(dec.set_data_key(m)).unwrap();
+        assert_eq!(now(dec.update(&[], &mut out)).unwrap(), DecryptStatus::Done);
         assert_eq!(out, b"x");
         assert_eq!(code(dec.materials()), "INVALID_STATE");
         // After a failure, the decryptor stays failed.
         let mut dec = client.decryptor(&DecryptOptions::default());
         let mut bad = ct.clone();
         bad[0] = 9;
-        assert_eq!(code(dec.update(&bad, &mut out)), "UNSUPPORTED_VERSION");
-        assert_eq!(code(dec.update(&ct, &mut out)), "INVALID_STATE");
+        assert_eq!(code(now(dec.update(&bad, &mut out))), "UNSUPPORTED_VERSION");
+        assert_eq!(code(now(dec.update(&ct, &mut out))), "INVALID_STATE");
         assert_eq!(code(dec.finish()), "INVALID_STATE");
     }
 }
 
 /// An AEAD backend that always fails: errors from a plugged-in backend surface as they are.
 struct BrokenAead;
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 impl AeadProvider for BrokenAead {
-    fn new_key(&self, _key: &[u8]) -> Result<Box<dyn FrameAead>> {
+    async fn new_key(&self, _key: &[u8]) -> Result<Box<dyn FrameAead>> {
         Ok(Box::new(BrokenAead))
     }
 }
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 impl FrameAead for BrokenAead {
-    fn seal_in_place(&self, _: &[u8; 12], _: &[u8], _: &mut [u8]) -> Result<[u8; 16]> {
+    async fn seal(&self, _: &[u8; 12], _: &[u8], _: &[u8], _: &mut Vec<u8>) -> Result<()> {
         Err(Error::new(ErrorCode::EncryptionFailed, "backend unavailable"))
     }
-    fn open_in_place(&self, _: &[u8; 12], _: &[u8], _: &mut [u8], _: &[u8; 16]) -> Result<()> {
+    async fn open(&self, _: &[u8; 12], _: &[u8], _: &[u8], _: &mut Vec<u8>) -> Result<()> {
         Err(Error::new(ErrorCode::FrameAuthFailed, "backend unavailable"))
     }
 }

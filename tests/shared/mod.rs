@@ -95,7 +95,7 @@ impl FakeKms {
     pub fn new(arn: &str, private_pem: &[u8]) -> Arc<Self> {
         Arc::new(FakeKms {
             arn: arn.to_owned(),
-            key: parse_rsa_private_key(private_pem).unwrap(),
+            key: private_key(private_pem),
             calls: Mutex::new(0),
             mode: Mutex::new(FakeKmsMode::Normal),
         })
@@ -129,6 +129,11 @@ impl KmsDecrypt for FakeKms {
         };
         Ok(KmsDecryptResponse { key_id, plaintext: Zeroizing::new(pt) })
     }
+}
+
+pub fn private_key(pem: &[u8]) -> rsa::RsaPrivateKey {
+    use rsa::pkcs8::DecodePrivateKey;
+    rsa::RsaPrivateKey::from_pkcs8_pem(core::str::from_utf8(pem).unwrap()).unwrap()
 }
 
 pub fn kms_rsa(alg: KmsRsaAlgorithm) -> (KmsRsaKeyring, Arc<FakeKms>) {
@@ -166,11 +171,11 @@ pub fn stream_decrypt(client: &Client, k: &dyn Keyring, ct: &[u8], chunks: &[usi
         while pos < ct.len() {
             let n = chunks[i % chunks.len()].max(1).min(ct.len() - pos);
             i += 1;
-            let status = dec.update(&ct[pos..pos + n], &mut out)?;
+            let status = now(dec.update(&ct[pos..pos + n], &mut out))?;
             pos += n;
             if status == DecryptStatus::NeedDataKey {
                 now(dec.unwrap_data_key(k))?;
-                dec.update(&[], &mut out)?;
+                now(dec.update(&[], &mut out))?;
             }
         }
         Ok(())
@@ -193,10 +198,10 @@ pub fn stream_encrypt(k: &dyn Keyring, pt: &[u8], o: &EncryptOptions, chunks: &[
     while pos < pt.len() {
         let n = chunks[i % chunks.len()].max(1).min(pt.len() - pos);
         i += 1;
-        enc.update(&pt[pos..pos + n], &mut out).unwrap();
+        now(enc.update(&pt[pos..pos + n], &mut out)).unwrap();
         pos += n;
     }
-    enc.finish(&mut out).unwrap();
+    now(enc.finish(&mut out)).unwrap();
     out
 }
 

@@ -61,11 +61,11 @@ pub fn encrypt(
         if n == 0 {
             break;
         }
-        enc.update(&buf[..n], &mut sealed)?;
+        block_on(enc.update(&buf[..n], &mut sealed))?;
         out.write(&sealed)?;
         sealed.clear();
     }
-    enc.finish(&mut sealed)?;
+    block_on(enc.finish(&mut sealed))?;
     out.write(&sealed)?;
     out.commit()
 }
@@ -93,9 +93,9 @@ pub fn decrypt(
         if n == 0 {
             break;
         }
-        if dec.update(&buf[..n], &mut plain)? == DecryptStatus::NeedDataKey {
+        if block_on(dec.update(&buf[..n], &mut plain))? == DecryptStatus::NeedDataKey {
             block_on(dec.unwrap_data_key(keyring.as_ref()))?;
-            dec.update(&[], &mut plain)?;
+            block_on(dec.update(&[], &mut plain))?;
         }
         out.write(&plain)?;
         plain.clear();
@@ -120,7 +120,7 @@ pub fn inspect(input: &str) -> Result<(), Error> {
             return Err(Error::new(ErrorCode::Truncated, "the input ends inside the message header"));
         }
         seen.extend_from_slice(&buf[..n]);
-        if dec.update(&buf[..n], &mut sink)? == DecryptStatus::NeedDataKey {
+        if block_on(dec.update(&buf[..n], &mut sink))? == DecryptStatus::NeedDataKey {
             break;
         }
     }

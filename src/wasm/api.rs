@@ -1,0 +1,142 @@
+//! One-shot operations and options, shaped like the AWS Encryption SDK for
+//! JavaScript: `encrypt(keyring, plaintext, opts)` → `{ result, messageHeader }`,
+//! `decrypt(keyring, ciphertext, opts)` → `{ plaintext, messageHeader }`.
+
+use std::sync::Arc;
+
+use js_sys::{Object, Promise, Reflect, Uint8Array};
+use wasm_bindgen_futures::future_to_promise;
+use wasm_bindgen::prelude::*;
+
+use super::convert::{bytes, context, field, header_to_js, string_field, u32_field};
+use super::error::{bad_arg, to_js};
+use super::keyrings::Keyring;
+use super::webcrypto::WebCryptoAead;
+use crate::aead::RustCryptoAead;
+use crate::client::{Client, CommitmentPolicy, DecryptLimits, DecryptOptions, EncryptOptions};
+use crate::suite::AlgorithmSuite;
+
+/// The client for an options object: AEAD backend, policy, limits.
+pub(crate) fn client(opts: &JsValue) -> Result<Client, JsValue> {
+    let mut c = Client::new();
+    c = match string_field(opts, "aeadBackend")?.as_deref() {
+        None | Some("webcrypto") => c.with_aead(Arc::new(WebCryptoAead)),
+        Some("rustcrypto") => c.with_aead(Arc::new(RustCryptoAead)),
+        Some(other) => return Err(bad_arg("aeadBackend", format!("{other:?} (use \"webcrypto\" or \"rustcrypto\")"))),
+    };
+    if let Some(p) = string_field(opts, "commitmentPolicy")? {
+        let policy = match p.as_str() {
+            "REQUIRE_ENCRYPT_REQUIRE_DECRYPT" => CommitmentPolicy::RequireEncryptRequireDecrypt,
+            "REQUIRE_ENCRYPT_ALLOW_DECRYPT" => CommitmentPolicy::RequireEncryptAllowDecrypt,
+            _ => {
+                return Err(bad_arg(
+                    "commitmentPolicy",
+                    "use \"REQUIRE_ENCRYPT_REQUIRE_DECRYPT\" or \"REQUIRE_ENCRYPT_ALLOW_DECRYPT\"",
+                ))
+            }
+        };
+        c = c.with_commitment_policy(policy);
+    }
+    let mut limits = DecryptLimits::default();
+    if let Some(v) = field(opts, "maxEncryptedDataKeys") {
+        if v == JsValue::FALSE {
+            limits.max_encrypted_data_keys = None;
+        } else {
+            let n = u32_field(opts, "maxEncryptedDataKeys")?.filter(|n| (1..=65535).contains(n));
+            limits.max_encrypted_data_keys =
+                Some(n.ok_or_else(|| bad_arg("maxEncryptedDataKeys", "must be 1 to 65535, or false for no limit"))? as u16);
+        }
+    }
+    if let Some(n) = u32_field(opts, "maxFrameLength")? {
+        limits.max_frame_length = n;
+    }
+    Ok(c.with_limits(limits))
+}
+
+pub(crate) fn encrypt_options(opts: &JsValue) -> Result<EncryptOptions, JsValue> {
+    let mut o = EncryptOptions::default();
+    o.encryption_context = context(field(opts, "encryptionContext"), "encryptionContext")?;
+    if let Some(f) = u32_field(opts, "frameLength")? {
+        if f == 0 {
+            return Err(bad_arg("frameLength", "must be 1 to 4294967295"));
+        }
+        o.frame_length = f;
+    }
+    if let Some(s) = u32_field(opts, "suiteId")? {
+        o.suite = AlgorithmSuite::from_id(s as u16).map_err(to_js)?;
+    }
+    Ok(o)
+}
+
+pub(crate) fn decrypt_options(opts: &JsValue) -> Result<DecryptOptions, JsValue> {
+    Ok(DecryptOptions { required_encryption_context: context(field(opts, "encryptionContext"), "encryptionContext")? })
+}
+
+fn set(o: &Object, k: &str, v: &JsValue) {
+    let _ = Reflect::set(o, &k.into(), v);
+}
+
+/// Encrypts `plaintext` → `{ result: Uint8Array, messageHeader }`.
+#[wasm_bindgen]
+pub fn encrypt(keyring: &Keyring, plaintext: JsValue, opts: JsValue) -> Promise {
+    let inner = keyring.inner.clone();
+    future_to_promise(async move {
+    let pt = bytes(&plaintext, "plaintext")?;
+    let client = client(&opts)?;
+    let o = encrypt_options(&opts)?;
+    let mut enc = client.encryptor(inner.as_ref(), &o).await.map_err(to_js)?;
+    let header = header_to_js(enc.header());
+    let mut out = Vec::with_capacity(enc.encrypted_size(pt.len() as u64).unwrap_or(0) as usize);
+    enc.update(&pt, &mut out).await.map_err(to_js)?;
+    enc.finish(&mut out).await.map_err(to_js)?;
+    let r = Object::new();
+    set(&r, "result", &Uint8Array::from(out.as_slice()).into());
+    set(&r, "messageHeader", &header.into());
+    Ok(r.into())
+    })
+}
+
+/// Decrypts a whole message → `{ plaintext: Uint8Array, messageHeader }`.
+#[wasm_bindgen]
+pub fn decrypt(keyring: &Keyring, ciphertext: JsValue, opts: JsValue) -> Promise {
+    let inner = keyring.inner.clone();
+    future_to_promise(async move {
+    let ct = bytes(&ciphertext, "ciphertext")?;
+    let client = client(&opts)?;
+    let o = decrypt_options(&opts)?;
+    let (pt, header) = client.decrypt(inner.as_ref(), &ct, &o).await.map_err(to_js)?;
+    let r = Object::new();
+    set(&r, "plaintext", &Uint8Array::from(pt.as_slice()).into());
+    set(&r, "messageHeader", &header_to_js(&header).into());
+    Ok(r.into())
+    })
+}
+
+/// Parses a message header without any key: suite, context, key ARNs.
+#[wasm_bindgen(js_name = parseHeader)]
+pub fn parse_header(bytes_: JsValue) -> Result<JsValue, JsValue> {
+    let b = bytes(&bytes_, "bytes")?;
+    let (h, len) = crate::format::parse_header(&b).map_err(to_js)?;
+    let o = header_to_js(&h);
+    set(&o, "headerLength", &(len as u32).into());
+    Ok(o.into())
+}
+
+/// The exact size of the message `encrypt`/`encryptStream` produce for
+/// `plaintextSize` bytes with this keyring and these options (for an upload's
+/// Content-Length). Wraps a throwaway data key to learn the header length.
+#[wasm_bindgen(js_name = encryptedSize)]
+pub fn encrypted_size(keyring: &Keyring, plaintext_size: f64, opts: JsValue) -> Promise {
+    let inner = keyring.inner.clone();
+    future_to_promise(async move {
+    if !(plaintext_size >= 0.0 && plaintext_size.fract() == 0.0 && plaintext_size <= 9_007_199_254_740_991.0) {
+        return Err(bad_arg("plaintextSize", "must be a non-negative safe integer"));
+    }
+    let o = encrypt_options(&opts)?;
+    // The RustCrypto backend suffices: only the header length is wanted.
+    let enc = Client::new().encryptor(inner.as_ref(), &o).await.map_err(to_js)?;
+    enc.encrypted_size(plaintext_size as u64)
+        .map(|n| JsValue::from(n as f64))
+        .ok_or_else(|| bad_arg("plaintextSize", "needs more than 2^32 - 1 frames at this frame length"))
+    })
+}

@@ -1,0 +1,20 @@
+//! The JavaScript API, for browsers, workers and Node (wasm-bindgen).
+//!
+//! Shaped like the AWS Encryption SDK for JavaScript (`encrypt`, `decrypt`,
+//! keyrings, `MessageHeader`), plus streams, `parseHeader`, `encryptedSize`,
+//! key pinning and a gateway Decrypt client. Frame AES-GCM runs on WebCrypto.
+
+mod api;
+mod convert;
+mod error;
+mod gateway;
+mod keyrings;
+mod streams;
+mod webcrypto;
+
+pub use api::{decrypt, encrypt, encrypted_size, parse_header};
+pub use error::envelope_error_class;
+pub use gateway::gateway_kms_decrypt;
+pub use keyrings::{create_multi_keyring, Keyring};
+pub use streams::{decrypt_stream, encrypt_stream, Decryptor, Encryptor};
+pub use webcrypto::WebCryptoAead;
