@@ -23,8 +23,8 @@ step() {
 step native   cargo test --workspace --all-targets
 step doc      cargo test --workspace --doc
 step interop  cargo test --test interop -- --include-ignored
-step node     cargo test --target wasm32-unknown-unknown --test core
-step chromium cargo test --target wasm32-unknown-unknown --test browser
+step node     cargo test --target wasm32-unknown-unknown --test core --test js_node
+step chromium cargo test --target wasm32-unknown-unknown --test browser --test js_browser
 
 # Sum the runners' own result lines (cargo's and wasm-bindgen-test-runner's).
 read -r passed failed < <(cat "$logs"/*.log | sed -n 's/^test result: [A-Za-z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' \
