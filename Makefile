@@ -1,7 +1,7 @@
 # kms-envelope — the commands a new user runs (see README.md).
 SHELL := /bin/bash
 
-.PHONY: test demo setup build clean
+.PHONY: test demo setup build clean pkg
 
 ## make test: install what the tests need, then run every test.
 test: setup
@@ -16,6 +16,11 @@ demo:
 ## make setup: install toolchains, Chromium, the Python and Node SDK peers (idempotent).
 setup:
 	scripts/setup.sh all
+
+## make pkg: build the npm package into pkg/ (npm pack / npm install ./pkg accept it).
+pkg:
+	scripts/setup.sh wasm jstools
+	scripts/pkg.sh
 
 build:
 	cargo build --release --workspace

@@ -65,11 +65,19 @@ step_node() {
   fi
 }
 
+step_jstools() {
+  command -v node >/dev/null || apt_install nodejs npm
+  if [ ! -d scripts/js/node_modules/binaryen ] || [ ! -d scripts/js/node_modules/playwright-core ] || [ ! -d scripts/js/node_modules/vite ]; then
+    log "npm ci in scripts/js (binaryen, playwright-core, vite)"
+    (cd scripts/js && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
 steps=("$@"); [ ${#steps[@]} -eq 0 ] && steps=(all)
 for s in "${steps[@]}"; do
   case "$s" in
-    all) step_wasm; step_browser; step_python; step_node ;;
-    rust|wasm|browser|python|node) "step_$s" ;;
+    all) step_wasm; step_browser; step_python; step_node; step_jstools ;;
+    rust|wasm|browser|python|node|jstools) "step_$s" ;;
     *) log "unknown step $s"; exit 2 ;;
   esac
 done

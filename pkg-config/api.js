@@ -1,0 +1,78 @@
+// The public JavaScript API of kms-envelope, over the wasm-bindgen module.
+// Shaped like the AWS Encryption SDK for JavaScript: keyring classes,
+// encrypt/decrypt returning { result | plaintext, messageHeader }, plus
+// streams, parseHeader, encryptedSize, key pinning and a gateway client.
+// '#init' instantiates the wasm module (Node or browser flavour, chosen by the
+// package's "imports" conditions); its top-level await finishes before this runs.
+import '#init';
+import * as wasm from './wasm/kms_envelope.js';
+
+/** Thrown by every operation; `.code` is a stable string such as "FRAME_AUTH_FAILED". */
+export const EnvelopeError = wasm.envelopeErrorClass();
+
+export const CommitmentPolicy = Object.freeze({
+  REQUIRE_ENCRYPT_REQUIRE_DECRYPT: 'REQUIRE_ENCRYPT_REQUIRE_DECRYPT',
+  REQUIRE_ENCRYPT_ALLOW_DECRYPT: 'REQUIRE_ENCRYPT_ALLOW_DECRYPT',
+});
+
+export const AlgorithmSuiteIdentifier = Object.freeze({
+  ALG_AES256_GCM_IV12_TAG16_HKDF_SHA512_COMMIT_KEY: 0x0478,
+  ALG_AES256_GCM_IV12_TAG16_HKDF_SHA512_COMMIT_KEY_ECDSA_P384: 0x0578,
+});
+
+const HANDLE = Symbol('kms-envelope keyring');
+
+function handle(keyring, name = 'keyring') {
+  const h = keyring && keyring[HANDLE];
+  if (!h) {
+    throw new EnvelopeError('INVALID_ARGUMENT', `${name}: must be a KmsRsaKeyring, RawRsaKeyring, RawAesKeyring or MultiKeyring`);
+  }
+  return h;
+}
+
+class KeyringBase {
+  constructor(h) { Object.defineProperty(this, HANDLE, { value: h }); }
+}
+
+/** The AWS KMS RSA keyring (`aws-kms-rsa`): encrypt with the KMS key's public key, decrypt through `kmsDecrypt`. */
+export class KmsRsaKeyring extends KeyringBase {
+  constructor(options) { super(wasm.Keyring.kmsRsa(options)); }
+}
+
+/** The raw RSA keyring (namespace/name; OAEP SHA-1/256/384/512 or PKCS#1). */
+export class RawRsaKeyring extends KeyringBase {
+  constructor(options) { super(wasm.Keyring.rawRsa(options)); }
+}
+
+/** The raw AES keyring (16-, 24- or 32-byte wrapping key). */
+export class RawAesKeyring extends KeyringBase {
+  constructor(options) { super(wasm.Keyring.rawAes(options)); }
+}
+
+/** A generator keyring plus children: every one wraps the data key; decrypt tries each. */
+export class MultiKeyring extends KeyringBase {
+  constructor({ generator, children = [] } = {}) {
+    super(wasm.createMultiKeyring(
+      generator ? handle(generator, 'generator').clone() : undefined,
+      children.map((c, i) => handle(c, `children[${i}]`).clone()),
+    ));
+  }
+}
+
+export function encrypt(keyring, plaintext, options) { return wasm.encrypt(handle(keyring), plaintext, options); }
+export function decrypt(keyring, ciphertext, options) { return wasm.decrypt(handle(keyring), ciphertext, options); }
+export function encryptStream(keyring, options) { return wasm.encryptStream(handle(keyring), options); }
+export function decryptStream(keyring, options) { return wasm.decryptStream(handle(keyring), options); }
+export function encryptedSize(keyring, plaintextSize, options) { return wasm.encryptedSize(handle(keyring), plaintextSize, options); }
+export function parseHeader(bytes) { return wasm.parseHeader(bytes); }
+export function gatewayKmsDecrypt(url, options) { return wasm.gatewayKmsDecrypt(url, options); }
+
+/** Hand-driven encryption: `const e = await Encryptor.start(keyring, opts)`, then `update` / `finish`. */
+export const Encryptor = {
+  start(keyring, options) { return wasm.Encryptor.start(handle(keyring), options); },
+};
+
+/** Hand-driven decryption: `new Decryptor(keyring, opts)`, then `update` / `finish`. */
+export class Decryptor {
+  constructor(keyring, options) { return new wasm.Decryptor(handle(keyring), options); }
+}

@@ -1,0 +1,162 @@
+// Types of the kms-envelope npm package (hand-curated; the runtime is wasm-bindgen output).
+
+export type Bytes = Uint8Array | ArrayBuffer | ArrayBufferView;
+export type EncryptionContext = Record<string, string>;
+
+/** Stable error codes (see the README's table). */
+export type ErrorCode =
+  | 'INVALID_ARGUMENT' | 'INVALID_KEY' | 'TRUNCATED' | 'TRAILING_DATA' | 'MALFORMED_MESSAGE'
+  | 'UNSUPPORTED_VERSION' | 'UNSUPPORTED_SUITE' | 'LIMIT_EXCEEDED' | 'INVALID_ENCRYPTION_CONTEXT'
+  | 'RESERVED_ENCRYPTION_CONTEXT_KEY' | 'ENCRYPTION_CONTEXT_MISMATCH' | 'COMMITMENT_POLICY_VIOLATION'
+  | 'COMMITMENT_MISMATCH' | 'HEADER_AUTH_FAILED' | 'FRAME_AUTH_FAILED' | 'FRAME_SEQUENCE'
+  | 'SIGNATURE_INVALID' | 'NO_DECRYPTABLE_KEY' | 'UNSUPPORTED_SUITE_FOR_KEYRING' | 'KMS_ERROR'
+  | 'KMS_RESPONSE_INVALID' | 'ENCRYPTION_FAILED' | 'INVALID_STATE' | 'IO';
+
+export class EnvelopeError extends Error {
+  constructor(code: ErrorCode, message: string);
+  readonly name: 'EnvelopeError';
+  readonly code: ErrorCode;
+}
+
+export declare const CommitmentPolicy: {
+  readonly REQUIRE_ENCRYPT_REQUIRE_DECRYPT: 'REQUIRE_ENCRYPT_REQUIRE_DECRYPT';
+  readonly REQUIRE_ENCRYPT_ALLOW_DECRYPT: 'REQUIRE_ENCRYPT_ALLOW_DECRYPT';
+};
+export declare const AlgorithmSuiteIdentifier: {
+  readonly ALG_AES256_GCM_IV12_TAG16_HKDF_SHA512_COMMIT_KEY: 0x0478;
+  readonly ALG_AES256_GCM_IV12_TAG16_HKDF_SHA512_COMMIT_KEY_ECDSA_P384: 0x0578;
+};
+
+export type KmsEncryptionAlgorithm = 'RSAES_OAEP_SHA_256' | 'RSAES_OAEP_SHA_1';
+
+export interface KmsDecryptRequest {
+  keyId: string;
+  ciphertextBlob: Uint8Array;
+  encryptionAlgorithm: KmsEncryptionAlgorithm;
+  /** The message's encryption context, for a backend that authorizes on it. KMS itself takes none. */
+  encryptionContext: EncryptionContext;
+}
+export interface KmsDecryptResponse {
+  /** SHA-384(context) ‖ data key, as KMS Decrypt returns it (bytes or base64). */
+  plaintext: Uint8Array | string;
+  keyId: string;
+  encryptionAlgorithm?: KmsEncryptionAlgorithm;
+}
+export type KmsDecrypt = (request: KmsDecryptRequest) => Promise<KmsDecryptResponse>;
+
+/** The JSON of KMS GetPublicKey (`PublicKey` base64 DER SPKI). */
+export interface GetPublicKeyResponse {
+  KeyId?: string;
+  PublicKey: string | Uint8Array;
+  KeyUsage?: string;
+  KeySpec?: string;
+  EncryptionAlgorithms?: string[];
+}
+
+export interface KmsRsaKeyringOptions {
+  /** A full KMS key ARN (aliases are refused). */
+  keyArn: string;
+  /** DER SPKI bytes, PEM, or a GetPublicKey response. Needed to encrypt. */
+  publicKey?: Bytes | string | GetPublicKeyResponse;
+  encryptionAlgorithm?: KmsEncryptionAlgorithm;
+  /** Needed to decrypt: KMS Decrypt, or `gatewayKmsDecrypt(url)`. */
+  kmsDecrypt?: KmsDecrypt;
+  /** Refuse any key ARN not listed. */
+  allowedKeyArns?: string[];
+  /** SHA-256 of the DER SPKI (hex or base64): refuse any other public key. */
+  publicKeyFingerprint?: string;
+}
+export interface RawRsaKeyringOptions {
+  keyNamespace: string;
+  keyName: string;
+  publicKey?: string | Bytes;
+  privateKey?: string | Bytes;
+  padding?: 'oaep-sha1' | 'oaep-sha256' | 'oaep-sha384' | 'oaep-sha512' | 'pkcs1';
+}
+export interface RawAesKeyringOptions {
+  keyNamespace: string;
+  keyName: string;
+  wrappingKey: Bytes;
+}
+
+export declare abstract class Keyring { protected constructor(); }
+export declare class KmsRsaKeyring extends Keyring { constructor(options: KmsRsaKeyringOptions); }
+export declare class RawRsaKeyring extends Keyring { constructor(options: RawRsaKeyringOptions); }
+export declare class RawAesKeyring extends Keyring { constructor(options: RawAesKeyringOptions); }
+export declare class MultiKeyring extends Keyring { constructor(options: { generator?: Keyring; children?: Keyring[] }); }
+
+export interface CommonOptions {
+  /** "webcrypto" (default; falls back to RustCrypto where WebCrypto cannot serve) or "rustcrypto". */
+  aeadBackend?: 'webcrypto' | 'rustcrypto';
+}
+export interface EncryptOptions extends CommonOptions {
+  encryptionContext?: EncryptionContext;
+  /** Default 65536. */
+  frameLength?: number;
+  /** Default 0x0478. 0x0578 (signed) only with raw keyrings. */
+  suiteId?: 0x0478 | 0x0578;
+}
+export interface DecryptOptions extends CommonOptions {
+  /** Pairs the message's encryption context must contain. */
+  encryptionContext?: EncryptionContext;
+  /** Default 10; `false` for no limit. */
+  maxEncryptedDataKeys?: number | false;
+  commitmentPolicy?: keyof typeof CommitmentPolicy;
+  /** Largest frame accepted, default 16 MiB. */
+  maxFrameLength?: number;
+}
+
+export interface EncryptedDataKey { providerId: string; providerInfo: string | Uint8Array; encryptedDataKey: Uint8Array; }
+export interface MessageHeader {
+  version: 1 | 2;
+  suiteId: number;
+  messageId: Uint8Array;
+  encryptionContext: EncryptionContext;
+  encryptedDataKeys: EncryptedDataKey[];
+  contentType: 'framed' | 'non-framed';
+  frameLength: number;
+  /** Key ARNs of the message's `aws-kms-rsa` data keys. */
+  keyArns: string[];
+  /** parseHeader only. */
+  headerLength?: number;
+}
+
+export function encrypt(keyring: Keyring, plaintext: Bytes, options?: EncryptOptions): Promise<{ result: Uint8Array; messageHeader: MessageHeader }>;
+export function decrypt(keyring: Keyring, ciphertext: Bytes, options?: DecryptOptions): Promise<{ plaintext: Uint8Array; messageHeader: MessageHeader }>;
+
+export interface EnvelopeTransformStream extends TransformStream<Uint8Array, Uint8Array> {
+  /** Resolves with the header; for decryption, once the data key is unwrapped and before any plaintext. */
+  readonly messageHeader: Promise<MessageHeader>;
+}
+export function encryptStream(keyring: Keyring, options?: EncryptOptions): EnvelopeTransformStream;
+export function decryptStream(keyring: Keyring, options?: DecryptOptions): EnvelopeTransformStream;
+
+/** Exact size of the message for `plaintextSize` bytes (for Content-Length). */
+export function encryptedSize(keyring: Keyring, plaintextSize: number, options?: EncryptOptions): Promise<number>;
+/** The header of a message, without any key. */
+export function parseHeader(bytes: Bytes): MessageHeader;
+
+export interface GatewayOptions {
+  headers?: Record<string, string>;
+  credentials?: RequestCredentials;
+  /** Default 5. */
+  maxAttempts?: number;
+  signal?: AbortSignal;
+  fetch?: typeof fetch;
+}
+/** A `kmsDecrypt` that POSTs to the kms-envelope gateway, retrying throttling with backoff and jitter. */
+export function gatewayKmsDecrypt(url: string, options?: GatewayOptions): KmsDecrypt;
+
+export interface EncryptorHandle {
+  readonly messageHeader: MessageHeader;
+  encryptedSize(plaintextSize: number): number;
+  update(chunk: Bytes): Promise<Uint8Array>;
+  finish(): Promise<Uint8Array>;
+}
+export declare const Encryptor: { start(keyring: Keyring, options?: EncryptOptions): Promise<EncryptorHandle> };
+export declare class Decryptor {
+  constructor(keyring: Keyring, options?: DecryptOptions);
+  readonly messageHeader: MessageHeader | undefined;
+  update(chunk: Bytes): Promise<Uint8Array>;
+  finish(): MessageHeader;
+}
