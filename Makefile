@@ -1,7 +1,7 @@
 # kms-envelope — the commands a new user runs (see README.md).
 SHELL := /bin/bash
 
-.PHONY: test demo setup build clean pkg
+.PHONY: test demo setup build clean pkg bench
 
 ## make test: install what the tests need, then run every test.
 test: setup
@@ -21,6 +21,11 @@ setup:
 pkg:
 	scripts/setup.sh wasm jstools
 	scripts/pkg.sh
+
+## make bench: measure kms-envelope against the WebCrypto ceiling in headless Chromium.
+bench: pkg
+	scripts/setup.sh browser
+	node scripts/bench.mjs
 
 build:
 	cargo build --release --workspace

@@ -93,8 +93,26 @@ impl Decryptor {
         if matches!(self.state, State::Failed) {
             return Err(err!(InvalidState, "the decryptor failed earlier"));
         }
-        self.buf.extend_from_slice(input);
-        let r = self.process(out).await;
+        // Whole frames are read straight from `input`; only an incomplete
+        // tail is copied into the buffer.
+        let r = if self.buf.is_empty() {
+            match self.process(input, out).await {
+                Ok((status, used)) => {
+                    self.buf.extend_from_slice(&input[used..]);
+                    Ok(status)
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            let mut buf = core::mem::take(&mut self.buf);
+            buf.extend_from_slice(input);
+            let r = self.process(&buf, out).await;
+            if let Ok((_, used)) = &r {
+                buf.drain(..*used);
+                self.buf = buf;
+            }
+            r.map(|(status, _)| status)
+        };
         if r.is_err() {
             self.state = State::Failed;
             self.buf = Vec::new();
@@ -198,10 +216,11 @@ impl Decryptor {
         })
     }
 
-    async fn process(&mut self, out: &mut Vec<u8>) -> Result<DecryptStatus> {
+    /// Consumes what it can of `data`; returns the status and the bytes used.
+    async fn process(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(DecryptStatus, usize)> {
         let mut pos = 0;
         let status = loop {
-            let rest = &self.buf[pos..];
+            let rest = &data[pos..];
             match &mut self.state {
                 State::Header => {
                     let limits = HeaderLimits {
@@ -262,8 +281,7 @@ impl Decryptor {
                 State::Failed => return Err(err!(InvalidState, "the decryptor failed earlier")),
             }
         };
-        self.buf.drain(..pos);
-        Ok(status)
+        Ok((status, pos))
     }
 
     /// Checks made before any key is unwrapped, so a refused message costs no KMS call.

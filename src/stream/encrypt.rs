@@ -130,27 +130,75 @@ impl Encryptor {
         }
     }
 
-    async fn seal(&mut self, kind: BodyKind, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    /// Takes the next sequence number and lays out the frame: the bytes
+    /// before its ciphertext, its IV and its AAD. Every frame, whoever
+    /// encrypts it, is planned here.
+    pub(crate) fn plan(&mut self, kind: BodyKind, len: usize) -> Result<FramePlan> {
         let seq = self.seq;
         if seq == body::FINAL_FRAME_MARKER {
             return Err(err!(LimitExceeded, "a message holds at most 2^32 - 1 frames"));
         }
         let iv = body::frame_iv(seq);
-        let aad = body::body_aad(&self.header.message_id, kind, seq, plaintext.len() as u64);
-        let start = out.len();
+        let aad = body::body_aad(&self.header.message_id, kind, seq, len as u64);
+        let mut prefix = Vec::with_capacity(24);
         match kind {
-            BodyKind::FinalFrame => body::put_final_frame_prefix(out, seq, &iv, plaintext.len() as u32),
-            _ => body::put_frame_prefix(out, seq, &iv),
+            BodyKind::FinalFrame => body::put_final_frame_prefix(&mut prefix, seq, &iv, len as u32),
+            _ => body::put_frame_prefix(&mut prefix, seq, &iv),
         }
+        self.seq += 1;
+        Ok(FramePlan { prefix, iv, aad })
+    }
+
+    async fn seal(&mut self, kind: BodyKind, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let plan = self.plan(kind, plaintext.len())?;
+        let start = out.len();
+        out.extend_from_slice(&plan.prefix);
         let expected = out.len() + plaintext.len() + 16;
-        self.aead.seal(&iv, &aad, plaintext, out).await?;
+        self.aead.seal(&plan.iv, &plan.aad, plaintext, out).await?;
         if out.len() != expected {
             return Err(err!(EncryptionFailed, "the AEAD backend returned the wrong length"));
         }
         if let Some(s) = self.signer.as_mut() {
             s.update(&out[start..]);
         }
-        self.seq += 1;
         Ok(())
     }
+
+    /// For drivers that keep bulk data outside this struct (the WebCrypto
+    /// driver of the JS API): the header bytes if not yet handed out, the
+    /// frame length, the buffered partial frame, and whether frames must
+    /// pass through the signer (then such drivers must not be used).
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn take_header(&mut self) -> Option<Vec<u8>> {
+        self.pending_header.take()
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn frame_len(&self) -> usize {
+        self.frame_length
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn is_signing(&self) -> bool {
+        self.signer.is_some()
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn buffer_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn count_plaintext(&mut self, n: usize) {
+        self.plaintext_len += n as u64;
+    }
+}
+
+/// A frame laid out but not yet encrypted.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) struct FramePlan {
+    /// `seq ‖ IV`, or `marker ‖ seq ‖ IV ‖ length` for the final frame.
+    pub prefix: Vec<u8>,
+    pub iv: [u8; 12],
+    pub aad: Vec<u8>,
 }

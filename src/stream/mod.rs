@@ -6,3 +6,5 @@ mod encrypt;
 
 pub use decrypt::{DecryptStatus, Decryptor};
 pub use encrypt::Encryptor;
+#[cfg(target_arch = "wasm32")]
+pub(crate) use encrypt::FramePlan;

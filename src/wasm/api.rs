@@ -2,6 +2,8 @@
 //! JavaScript: `encrypt(keyring, plaintext, opts)` → `{ result, messageHeader }`,
 //! `decrypt(keyring, ciphertext, opts)` → `{ plaintext, messageHeader }`.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use js_sys::{Object, Promise, Reflect, Uint8Array};
@@ -11,16 +13,28 @@ use wasm_bindgen::prelude::*;
 use super::convert::{bytes, context, field, header_to_js, string_field, u32_field};
 use super::error::{bad_arg, to_js};
 use super::keyrings::Keyring;
-use super::webcrypto::WebCryptoAead;
+use super::frames::{as_u8_array, seal_chunk, WebKey};
+use super::webcrypto::{RecordingWebCrypto, WebCryptoAead};
 use crate::aead::RustCryptoAead;
 use crate::client::{Client, CommitmentPolicy, DecryptLimits, DecryptOptions, EncryptOptions};
 use crate::suite::AlgorithmSuite;
 
+/// Where the WebCrypto key of a message being encrypted is handed over to the fast frame driver.
+pub(crate) type KeySlot = Rc<RefCell<Option<WebKey>>>;
+
 /// The client for an options object: AEAD backend, policy, limits.
 pub(crate) fn client(opts: &JsValue) -> Result<Client, JsValue> {
+    client_recording(opts, None)
+}
+
+/// As [`client`]; with WebCrypto, the message key is also put in `slot`.
+pub(crate) fn client_recording(opts: &JsValue, slot: Option<KeySlot>) -> Result<Client, JsValue> {
     let mut c = Client::new();
     c = match string_field(opts, "aeadBackend")?.as_deref() {
-        None | Some("webcrypto") => c.with_aead(Arc::new(WebCryptoAead)),
+        None | Some("webcrypto") => match slot {
+            Some(slot) => c.with_aead(Arc::new(RecordingWebCrypto(slot))),
+            None => c.with_aead(Arc::new(WebCryptoAead)),
+        },
         Some("rustcrypto") => c.with_aead(Arc::new(RustCryptoAead)),
         Some(other) => return Err(bad_arg("aeadBackend", format!("{other:?} (use \"webcrypto\" or \"rustcrypto\")"))),
     };
@@ -81,17 +95,27 @@ fn set(o: &Object, k: &str, v: &JsValue) {
 pub fn encrypt(keyring: &Keyring, plaintext: JsValue, opts: JsValue) -> Promise {
     let inner = keyring.inner.clone();
     future_to_promise(async move {
-    let pt = bytes(&plaintext, "plaintext")?;
-    let client = client(&opts)?;
+    let slot: KeySlot = Rc::new(RefCell::new(None));
+    let client = client_recording(&opts, Some(slot.clone()))?;
     let o = encrypt_options(&opts)?;
+    let js = as_u8_array(&plaintext).ok_or_else(|| bad_arg("plaintext", "must be a Uint8Array, ArrayBuffer or ArrayBufferView"))?;
     let mut enc = client.encryptor(inner.as_ref(), &o).await.map_err(to_js)?;
     let header = header_to_js(enc.header());
+    let r = Object::new();
+    set(&r, "messageHeader", &header.clone().into());
+    // Fast path: frames sealed by WebCrypto straight from the caller's array.
+    let web = slot.borrow_mut().take();
+    if let (Some(key), false) = (web, enc.is_signing()) {
+        if let Some(out) = seal_chunk(&mut enc, &key, &js, true).await.map_err(to_js)? {
+            set(&r, "result", &out.into());
+            return Ok(r.into());
+        }
+    }
+    let pt = bytes(&plaintext, "plaintext")?;
     let mut out = Vec::with_capacity(enc.encrypted_size(pt.len() as u64).unwrap_or(0) as usize);
     enc.update(&pt, &mut out).await.map_err(to_js)?;
     enc.finish(&mut out).await.map_err(to_js)?;
-    let r = Object::new();
     set(&r, "result", &Uint8Array::from(out.as_slice()).into());
-    set(&r, "messageHeader", &header.into());
     Ok(r.into())
     })
 }

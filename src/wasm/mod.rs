@@ -7,6 +7,7 @@
 mod api;
 mod convert;
 mod error;
+mod frames;
 mod gateway;
 mod keyrings;
 mod streams;

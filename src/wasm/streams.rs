@@ -19,7 +19,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::future_to_promise;
 
-use super::api::{client, decrypt_options, encrypt_options};
+use super::api::{client, client_recording, decrypt_options, encrypt_options, KeySlot};
+use super::frames::{as_u8_array, seal_chunk, WebKey};
 use super::convert::{bytes, header_to_js};
 use super::error::{bad_arg, to_js};
 use super::keyrings::Keyring;
@@ -70,6 +71,50 @@ fn enqueue(controller: &JsValue, out: &[u8]) -> Result<(), JsValue> {
     f.call1(controller, &Uint8Array::from(out).into()).map(|_| ())
 }
 
+/// An encryptor with, when WebCrypto holds its key, the fast frame driver.
+struct Sealer {
+    enc: CoreEncryptor,
+    web: Option<WebKey>,
+}
+
+impl Sealer {
+    fn new(enc: CoreEncryptor, web: Option<WebKey>) -> Sealer {
+        let web = if enc.is_signing() { None } else { web };
+        Sealer { enc, web }
+    }
+
+    async fn update(&mut self, chunk: &JsValue) -> Result<Uint8Array, JsValue> {
+        if let (Some(key), Some(js)) = (&self.web, as_u8_array(chunk)) {
+            if let Some(out) = seal_chunk(&mut self.enc, key, &js, false).await.map_err(to_js)? {
+                return Ok(out);
+            }
+        }
+        let input = chunk_bytes(chunk)?;
+        let mut out = Vec::with_capacity(input.len() + 1024);
+        self.enc.update(&input, &mut out).await.map_err(to_js)?;
+        Ok(Uint8Array::from(out.as_slice()))
+    }
+
+    async fn finish(mut self) -> Result<Uint8Array, JsValue> {
+        if let Some(key) = &self.web {
+            if let Some(out) = seal_chunk(&mut self.enc, key, &Uint8Array::new_with_length(0), true).await.map_err(to_js)? {
+                return Ok(out);
+            }
+        }
+        let mut out = Vec::new();
+        self.enc.finish(&mut out).await.map_err(to_js)?;
+        Ok(Uint8Array::from(out.as_slice()))
+    }
+}
+
+fn enqueue_js(controller: &JsValue, out: &Uint8Array) -> Result<(), JsValue> {
+    if out.length() == 0 {
+        return Ok(());
+    }
+    let f: Function = Reflect::get(controller, &"enqueue".into())?.unchecked_into();
+    f.call1(controller, out).map(|_| ())
+}
+
 /// Builds `new TransformStream({ start, transform, flush })` from closures.
 fn transform_stream(
     start: Closure<dyn FnMut(JsValue) -> Promise>,
@@ -89,20 +134,21 @@ fn transform_stream(
 /// Encrypts what is written to it: `file.stream().pipeThrough(encryptStream(keyring, opts))`.
 #[wasm_bindgen(js_name = encryptStream)]
 pub fn encrypt_stream(keyring: &Keyring, opts: JsValue) -> Result<Object, JsValue> {
-    let client = client(&opts)?;
+    let slot: KeySlot = Rc::new(RefCell::new(None));
+    let client = client_recording(&opts, Some(slot.clone()))?;
     let o = encrypt_options(&opts)?;
     let inner = keyring.inner.clone();
-    let state: Shared<CoreEncryptor> = Rc::new(RefCell::new(None));
+    let state: Shared<Sealer> = Rc::new(RefCell::new(None));
     let header = Rc::new(Deferred::new());
 
     let (s, h) = (state.clone(), header.clone());
     let start = Closure::wrap(Box::new(move |_controller: JsValue| {
-        let (s, h, inner, client, o) = (s.clone(), h.clone(), inner.clone(), client.clone(), o.clone());
+        let (s, h, inner, client, o, slot) = (s.clone(), h.clone(), inner.clone(), client.clone(), o.clone(), slot.clone());
         future_to_promise(async move {
             match client.encryptor(inner.as_ref(), &o).await {
                 Ok(enc) => {
                     h.resolve(&header_to_js(enc.header()).into());
-                    *s.borrow_mut() = Some(enc);
+                    *s.borrow_mut() = Some(Sealer::new(enc, slot.borrow_mut().take()));
                     Ok(JsValue::UNDEFINED)
                 }
                 Err(e) => {
@@ -118,12 +164,10 @@ pub fn encrypt_stream(keyring: &Keyring, opts: JsValue) -> Result<Object, JsValu
     let transform = Closure::wrap(Box::new(move |chunk: JsValue, controller: JsValue| {
         let s = s.clone();
         future_to_promise(async move {
-            let input = chunk_bytes(&chunk)?;
-            let mut enc = s.borrow_mut().take().ok_or_else(taken)?;
-            let mut out = Vec::with_capacity(input.len() + 1024);
-            enc.update(&input, &mut out).await.map_err(to_js)?;
-            *s.borrow_mut() = Some(enc);
-            enqueue(&controller, &out)?;
+            let mut sealer = s.borrow_mut().take().ok_or_else(taken)?;
+            let out = sealer.update(&chunk).await?;
+            *s.borrow_mut() = Some(sealer);
+            enqueue_js(&controller, &out)?;
             Ok(JsValue::UNDEFINED)
         })
     }) as Box<dyn FnMut(JsValue, JsValue) -> Promise>);
@@ -132,10 +176,9 @@ pub fn encrypt_stream(keyring: &Keyring, opts: JsValue) -> Result<Object, JsValu
     let flush = Closure::wrap(Box::new(move |controller: JsValue| {
         let s = s.clone();
         future_to_promise(async move {
-            let enc = s.borrow_mut().take().ok_or_else(taken)?;
-            let mut out = Vec::new();
-            enc.finish(&mut out).await.map_err(to_js)?;
-            enqueue(&controller, &out)?;
+            let sealer = s.borrow_mut().take().ok_or_else(taken)?;
+            let out = sealer.finish().await?;
+            enqueue_js(&controller, &out)?;
             Ok(JsValue::UNDEFINED)
         })
     }) as Box<dyn FnMut(JsValue) -> Promise>);
@@ -208,7 +251,7 @@ pub fn decrypt_stream(keyring: &Keyring, opts: JsValue) -> Result<Object, JsValu
 /// `update(chunk)` and `finish()`, each resolving to the message bytes produced.
 #[wasm_bindgen]
 pub struct Encryptor {
-    inner: Shared<CoreEncryptor>,
+    inner: Shared<Sealer>,
     header: JsValue,
 }
 
@@ -218,12 +261,14 @@ impl Encryptor {
     pub fn start(keyring: &Keyring, opts: JsValue) -> Promise {
         let inner = keyring.inner.clone();
         future_to_promise(async move {
-            let client = client(&opts)?;
+            let slot: KeySlot = Rc::new(RefCell::new(None));
+            let client = client_recording(&opts, Some(slot.clone()))?;
             let o = encrypt_options(&opts)?;
             let enc = client.encryptor(inner.as_ref(), &o).await.map_err(to_js)?;
+            let web = slot.borrow_mut().take();
             Ok(Encryptor {
                 header: header_to_js(enc.header()).into(),
-                inner: Rc::new(RefCell::new(Some(enc))),
+                inner: Rc::new(RefCell::new(Some(Sealer::new(enc, web)))),
             }
             .into())
         })
@@ -239,7 +284,7 @@ impl Encryptor {
     #[wasm_bindgen(js_name = encryptedSize)]
     pub fn encrypted_size(&self, plaintext_size: f64) -> Result<f64, JsValue> {
         let b = self.inner.borrow();
-        let enc = b.as_ref().ok_or_else(taken)?;
+        let enc = &b.as_ref().ok_or_else(taken)?.enc;
         enc.encrypted_size(plaintext_size as u64).map(|n| n as f64).ok_or_else(|| bad_arg("plaintextSize", "too large"))
     }
 
@@ -247,12 +292,10 @@ impl Encryptor {
     pub fn update(&self, chunk: JsValue) -> Promise {
         let s = self.inner.clone();
         future_to_promise(async move {
-            let input = chunk_bytes(&chunk)?;
-            let mut enc = s.borrow_mut().take().ok_or_else(taken)?;
-            let mut out = Vec::with_capacity(input.len() + 1024);
-            enc.update(&input, &mut out).await.map_err(to_js)?;
-            *s.borrow_mut() = Some(enc);
-            Ok(Uint8Array::from(out.as_slice()).into())
+            let mut sealer = s.borrow_mut().take().ok_or_else(taken)?;
+            let out = sealer.update(&chunk).await?;
+            *s.borrow_mut() = Some(sealer);
+            Ok(out.into())
         })
     }
 
@@ -260,10 +303,8 @@ impl Encryptor {
     pub fn finish(&self) -> Promise {
         let s = self.inner.clone();
         future_to_promise(async move {
-            let enc = s.borrow_mut().take().ok_or_else(taken)?;
-            let mut out = Vec::new();
-            enc.finish(&mut out).await.map_err(to_js)?;
-            Ok(Uint8Array::from(out.as_slice()).into())
+            let sealer = s.borrow_mut().take().ok_or_else(taken)?;
+            Ok(sealer.finish().await?.into())
         })
     }
 }

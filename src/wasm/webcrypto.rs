@@ -9,6 +9,9 @@
 //! plaintexts (some engines reject empty AES-GCM: the header tag, an empty
 //! final frame).
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -38,9 +41,38 @@ pub struct WebCryptoAead;
 impl AeadProvider for WebCryptoAead {
     async fn new_key(&self, key: &[u8]) -> Result<Box<dyn FrameAead>> {
         let fallback = RustCryptoKey::new(key)?;
+        Ok(match import_key(key).await {
+            Some((subtle, key)) => Box::new(WebCryptoKey { subtle, key, fallback }),
+            None => Box::new(fallback),
+        })
+    }
+}
+
+/// A WebCryptoAead that also hands the imported key to a driver that
+/// encrypts frames straight from JavaScript memory (see `frames.rs`).
+pub(crate) struct RecordingWebCrypto(pub(crate) Rc<RefCell<Option<(SubtleCrypto, CryptoKey)>>>);
+
+#[async_trait::async_trait(?Send)]
+impl AeadProvider for RecordingWebCrypto {
+    async fn new_key(&self, key: &[u8]) -> Result<Box<dyn FrameAead>> {
+        let fallback = RustCryptoKey::new(key)?;
+        Ok(match import_key(key).await {
+            Some((subtle, key)) => {
+                *self.0.borrow_mut() = Some((subtle.clone(), key.clone()));
+                Box::new(WebCryptoKey { subtle, key, fallback })
+            }
+            None => Box::new(fallback),
+        })
+    }
+}
+
+/// Imports an AES-GCM key into WebCrypto, non-extractable; `None` where
+/// WebCrypto cannot serve (no `crypto.subtle`, 192-bit keys, import refused).
+pub(crate) async fn import_key(key: &[u8]) -> Option<(SubtleCrypto, CryptoKey)> {
+    {
         let subtle = match subtle() {
             Some(s) if key.len() != 24 => s,
-            _ => return Ok(Box::new(fallback)),
+            _ => return None,
         };
         let algorithm = Object::new();
         set(&algorithm, "name", &"AES-GCM".into());
@@ -55,11 +87,8 @@ impl AeadProvider for WebCryptoAead {
             Err(e) => Err(e),
         };
         key_data.fill(0, 0, key.len() as u32);
-        match result {
-            Ok(k) => Ok(Box::new(WebCryptoKey { subtle, key: k.unchecked_into(), fallback })),
-            // A WebCrypto that cannot import AES-GCM keys is no WebCrypto to use.
-            Err(_) => Ok(Box::new(fallback)),
-        }
+        // A WebCrypto that cannot import AES-GCM keys is no WebCrypto to use.
+        result.ok().map(|k| (subtle, k.unchecked_into()))
     }
 }
 
@@ -73,7 +102,7 @@ fn set(o: &Object, k: &str, v: &JsValue) {
     let _ = Reflect::set(o, &k.into(), v);
 }
 
-fn gcm_params(iv: &[u8; 12], aad: &[u8]) -> Object {
+pub(crate) fn gcm_params(iv: &[u8; 12], aad: &[u8]) -> Object {
     let p = Object::new();
     set(&p, "name", &"AES-GCM".into());
     set(&p, "iv", &Uint8Array::from(&iv[..]).into());

@@ -1,0 +1,133 @@
+//! The fast path of the JS API: frames encrypted by WebCrypto straight from
+//! the caller's `Uint8Array` (a `subarray` per frame) into one output
+//! `Uint8Array` (one `set` per frame) — no trip through wasm memory for
+//! bulk data. The core `Encryptor` still lays out every frame (`plan`) and
+//! keeps the partial frame between chunks; only the copies are avoided.
+//! Used for non-signing suites when WebCrypto holds the key; anything else
+//! takes the generic path.
+
+use js_sys::Uint8Array;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{CryptoKey, SubtleCrypto};
+
+use super::webcrypto::gcm_params;
+use crate::error::{err, Result};
+use crate::format::body::BodyKind;
+use crate::stream::{Encryptor, FramePlan};
+
+pub(crate) type WebKey = (SubtleCrypto, CryptoKey);
+
+enum Source<'a> {
+    Js(&'a Uint8Array),
+    Wasm(&'a [u8]),
+}
+
+async fn seal(key: &WebKey, plan: &FramePlan, data: Source<'_>) -> Result<Uint8Array> {
+    let params = gcm_params(&plan.iv, &plan.aad);
+    let p = match data {
+        Source::Js(a) => key.0.encrypt_with_object_and_js_u8_array(&params, &key.1, a),
+        Source::Wasm(s) => key.0.encrypt_with_object_and_u8_array(&params, &key.1, s),
+    }
+    .map_err(|_| err!(EncryptionFailed, "WebCrypto AES-GCM encryption failed"))?;
+    let v = JsFuture::from(p).await.map_err(|_| err!(EncryptionFailed, "WebCrypto AES-GCM encryption failed"))?;
+    Ok(Uint8Array::new(&v))
+}
+
+struct Out {
+    buf: Uint8Array,
+    off: u32,
+}
+
+impl Out {
+    fn put(&mut self, a: &Uint8Array) {
+        self.buf.set(a, self.off);
+        self.off += a.length();
+    }
+    fn put_bytes(&mut self, b: &[u8]) {
+        self.put(&Uint8Array::from(b));
+    }
+}
+
+/// Encrypts `chunk`, returning the message bytes ready (the header first,
+/// once). With `last`, also seals the final frame; the encryptor is then
+/// spent. Returns `None` when this path cannot serve and the generic one
+/// must (an empty message, whose empty final frame WebCrypto may refuse).
+pub(crate) async fn seal_chunk(enc: &mut Encryptor, key: &WebKey, chunk: &Uint8Array, last: bool) -> Result<Option<Uint8Array>> {
+    debug_assert!(!enc.is_signing());
+    let f = enc.frame_len();
+    let n = chunk.length() as usize;
+    let buffered = enc.buffer_mut().len();
+    let avail = buffered + n;
+    if last && avail == 0 {
+        return Ok(None);
+    }
+    // A full frame stays buffered until more input shows it is not the last.
+    let regular = if avail == 0 { 0 } else { (avail - 1) / f };
+    let rem = avail - regular * f;
+    let header = enc.take_header().unwrap_or_default();
+    let total = header.len() + regular * (f + 32) + if last { rem + 40 } else { 0 };
+    let total = u32::try_from(total).map_err(|_| err!(LimitExceeded, "chunk too large for one output array"))?;
+    enc.count_plaintext(n);
+    let mut out = Out { buf: Uint8Array::new_with_length(total), off: 0 };
+    out.put_bytes(&header);
+    let mut pos = 0usize;
+    for j in 0..regular {
+        let plan = enc.plan(BodyKind::Frame, f)?;
+        out.put_bytes(&plan.prefix);
+        let sealed = if j == 0 && buffered > 0 {
+            // The frame straddles chunks: complete it in the buffer.
+            let need = f - buffered;
+            let mut b = core::mem::take(enc.buffer_mut());
+            let start = b.len();
+            b.resize(f, 0);
+            chunk.subarray(0, need as u32).copy_to(&mut b[start..]);
+            pos = need;
+            let r = seal(key, &plan, Source::Wasm(&b)).await;
+            b.clear();
+            *enc.buffer_mut() = b;
+            r?
+        } else {
+            let r = seal(key, &plan, Source::Js(&chunk.subarray(pos as u32, (pos + f) as u32))).await?;
+            pos += f;
+            r
+        };
+        out.put(&sealed);
+    }
+    // What is left joins the buffer (at most one frame).
+    if pos < n {
+        let b = enc.buffer_mut();
+        let start = b.len();
+        b.resize(start + (n - pos), 0);
+        chunk.subarray(pos as u32, n as u32).copy_to(&mut b[start..]);
+    }
+    if last {
+        let b = core::mem::take(enc.buffer_mut());
+        let plan = enc.plan(BodyKind::FinalFrame, b.len())?;
+        out.put_bytes(&plan.prefix);
+        out.put(&seal(key, &plan, Source::Wasm(&b)).await?);
+    }
+    if out.off != total {
+        return Err(err!(EncryptionFailed, "the WebCrypto driver produced {} of {total} bytes", out.off));
+    }
+    Ok(Some(out.buf))
+}
+
+/// A JS value as a `Uint8Array` view without copying (ArrayBuffer, views).
+pub(crate) fn as_u8_array(v: &JsValue) -> Option<Uint8Array> {
+    use wasm_bindgen::JsCast;
+    if let Some(a) = v.dyn_ref::<Uint8Array>() {
+        return Some(a.clone());
+    }
+    if v.is_instance_of::<js_sys::ArrayBuffer>() {
+        return Some(Uint8Array::new(v));
+    }
+    if js_sys::ArrayBuffer::is_view(v) {
+        let get = |k: &str| js_sys::Reflect::get(v, &k.into()).ok();
+        let buf = get("buffer")?;
+        let off = get("byteOffset")?.as_f64()? as u32;
+        let len = get("byteLength")?.as_f64()? as u32;
+        return Some(Uint8Array::new_with_byte_offset_and_length(&buf, off, len));
+    }
+    None
+}

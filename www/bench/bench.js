@@ -1,0 +1,112 @@
+// Measures, in one page run and on the same input: the WebCrypto AES-256-GCM
+// ceiling (64 KiB calls, sequential and 4 in flight) and kms-envelope
+// (one-shot and streaming, both ways, KMS RSA keyring, 64 KiB frames), plus
+// the pure-wasm RustCrypto fallback. Median of 5 runs after a warm-up.
+import { KmsRsaKeyring, encrypt, decrypt, encryptStream, decryptStream } from 'kms-envelope';
+
+const MiB = 1024 * 1024;
+const FRAME = 65536;
+const out = document.getElementById('out');
+const log = (s) => { out.textContent += s + '\n'; };
+
+function heap() { return performance.memory ? performance.memory.usedJSHeapSize : 0; }
+let heapPeak = 0;
+const sampler = setInterval(() => { heapPeak = Math.max(heapPeak, heap()); }, 20);
+
+function randomBytes(n) {
+  const a = new Uint8Array(n);
+  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(a.subarray(i, Math.min(n, i + 65536)));
+  return a;
+}
+
+async function time(fn) {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
+
+async function measure(name, bytes, fn, runs) {
+  await fn(); // warm-up
+  heapPeak = heap();
+  const ms = [];
+  for (let i = 0; i < runs; i++) ms.push(await time(fn));
+  ms.sort((a, b) => a - b);
+  const median = ms[Math.floor(ms.length / 2)];
+  const r = { name, mibps: (bytes / MiB) / (median / 1000), ms: median, runs: ms.map((x) => Math.round(x)), heapPeakMiB: heapPeak / MiB };
+  log(`${name.padEnd(44)} ${r.mibps.toFixed(0).padStart(6)} MiB/s  (median ${median.toFixed(0)} ms of ${runs}; JS heap peak ${r.heapPeakMiB.toFixed(0)} MiB)`);
+  return r;
+}
+
+async function drain(readable) {
+  let n = 0;
+  const reader = readable.getReader();
+  for (;;) { const { done, value } = await reader.read(); if (done) return n; n += value.length; }
+}
+
+function pemToDer(pem) { return Uint8Array.from(atob(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, '')), (c) => c.charCodeAt(0)); }
+
+export async function run({ sizeMiB = 64, runs = 5, arn, publicKeyPem, privateKeyPem }) {
+  const size = sizeMiB * MiB;
+  const input = randomBytes(size);
+  const results = [];
+
+  // The ceiling: raw WebCrypto, one call per 64 KiB.
+  const key = await crypto.subtle.importKey('raw', randomBytes(32), 'AES-GCM', false, ['encrypt', 'decrypt']);
+  const iv = (i) => { const v = new Uint8Array(12); new DataView(v.buffer).setUint32(8, i + 1); return v; };
+  const aad = new Uint8Array(100);
+  const sealed = [];
+  for (let i = 0; i * FRAME < size; i++) {
+    sealed.push(new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv: iv(i), additionalData: aad }, key, input.subarray(i * FRAME, (i + 1) * FRAME))));
+  }
+  const ceilEnc = await measure('WebCrypto AES-GCM 64 KiB, sequential: encrypt', size, async () => {
+    for (let i = 0; i * FRAME < size; i++) await crypto.subtle.encrypt({ name: 'AES-GCM', iv: iv(i), additionalData: aad }, key, input.subarray(i * FRAME, (i + 1) * FRAME));
+  }, runs);
+  const ceilDec = await measure('WebCrypto AES-GCM 64 KiB, sequential: decrypt', size, async () => {
+    for (let i = 0; i < sealed.length; i++) await crypto.subtle.decrypt({ name: 'AES-GCM', iv: iv(i), additionalData: aad }, key, sealed[i]);
+  }, runs);
+  results.push({ ...ceilEnc, group: 'ceiling', op: 'encrypt' }, { ...ceilDec, group: 'ceiling', op: 'decrypt' });
+  const inflight = async (op) => {
+    const q = [];
+    for (let i = 0; i * FRAME < size; i++) {
+      q.push(op === 'enc'
+        ? crypto.subtle.encrypt({ name: 'AES-GCM', iv: iv(i), additionalData: aad }, key, input.subarray(i * FRAME, (i + 1) * FRAME))
+        : crypto.subtle.decrypt({ name: 'AES-GCM', iv: iv(i), additionalData: aad }, key, sealed[i]));
+      if (q.length === 4) await q.shift();
+    }
+    await Promise.all(q);
+  };
+  results.push({ ...(await measure('WebCrypto AES-GCM 64 KiB, 4 in flight: encrypt', size, () => inflight('enc'), runs)), group: 'ceiling-4', op: 'encrypt' });
+  results.push({ ...(await measure('WebCrypto AES-GCM 64 KiB, 4 in flight: decrypt', size, () => inflight('dec'), runs)), group: 'ceiling-4', op: 'decrypt' });
+
+  // kms-envelope with the KMS RSA keyring; KMS Decrypt answered locally by WebCrypto RSA-OAEP.
+  const priv = await crypto.subtle.importKey('pkcs8', pemToDer(privateKeyPem), { name: 'RSA-OAEP', hash: 'SHA-256' }, false, ['decrypt']);
+  const kmsDecrypt = async ({ ciphertextBlob }) => ({ plaintext: new Uint8Array(await crypto.subtle.decrypt({ name: 'RSA-OAEP' }, priv, ciphertextBlob)), keyId: arn });
+  const keyring = new KmsRsaKeyring({ keyArn: arn, publicKey: publicKeyPem, kmsDecrypt });
+  const ctx = { encryptionContext: { owner: 'bench' } };
+  let message;
+  results.push({ ...(await measure('kms-envelope one-shot: encrypt', size, async () => { message = (await encrypt(keyring, input, ctx)).result; }, runs)), group: 'one-shot', op: 'encrypt' });
+  results.push({ ...(await measure('kms-envelope one-shot: decrypt', size, async () => { await decrypt(keyring, message, ctx); }, runs)), group: 'one-shot', op: 'decrypt' });
+  results.push({ ...(await measure('kms-envelope stream: encrypt', size, async () => {
+    const n = await drain(new Blob([input]).stream().pipeThrough(encryptStream(keyring, ctx)));
+    if (n !== message.length) throw new Error(`stream wrote ${n} bytes, expected ${message.length}`);
+  }, runs)), group: 'stream', op: 'encrypt' });
+  results.push({ ...(await measure('kms-envelope stream: decrypt', size, async () => {
+    const n = await drain(new Blob([message]).stream().pipeThrough(decryptStream(keyring, ctx)));
+    if (n !== size) throw new Error(`stream released ${n} bytes, expected ${size}`);
+  }, runs)), group: 'stream', op: 'decrypt' });
+
+  // The portable fallback: AES-GCM compiled to wasm (no WebCrypto), on a quarter of the input.
+  const soft = { ...ctx, aeadBackend: 'rustcrypto' };
+  const small = input.subarray(0, size / 4);
+  let softMsg;
+  results.push({ ...(await measure('kms-envelope RustCrypto fallback: encrypt', small.length, async () => { softMsg = (await encrypt(keyring, small, soft)).result; }, 3)), group: 'rustcrypto', op: 'encrypt' });
+  results.push({ ...(await measure('kms-envelope RustCrypto fallback: decrypt', small.length, async () => { await decrypt(keyring, softMsg, soft); }, 3)), group: 'rustcrypto', op: 'decrypt' });
+
+  clearInterval(sampler);
+  const ceiling = { encrypt: ceilEnc.mibps, decrypt: ceilDec.mibps };
+  for (const r of results) r.ratio = r.mibps / ceiling[r.op];
+  return { sizeMiB, runs, overheadBytes: message.length - size, userAgent: navigator.userAgent, results };
+}
+
+window.__bench = run;
+document.getElementById('status').textContent = 'ready';
