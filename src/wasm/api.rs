@@ -14,7 +14,7 @@ use super::convert::{bytes, context, field, header_to_js, string_field, u32_fiel
 use super::error::{bad_arg, to_js};
 use super::keyrings::Keyring;
 use super::frames::{as_u8_array, seal_chunk, WebKey};
-use super::webcrypto::{RecordingWebCrypto, WebCryptoAead};
+use super::webcrypto::{Capture, CapturingWebCrypto, RecordingWebCrypto, WebCryptoAead};
 use crate::aead::RustCryptoAead;
 use crate::client::{Client, CommitmentPolicy, DecryptLimits, DecryptOptions, EncryptOptions};
 use crate::suite::AlgorithmSuite;
@@ -25,6 +25,50 @@ pub(crate) type KeySlot = Rc<RefCell<Option<WebKey>>>;
 /// The client for an options object: AEAD backend, policy, limits.
 pub(crate) fn client(opts: &JsValue) -> Result<Client, JsValue> {
     client_recording(opts, None)
+}
+
+/// As [`client`]; with WebCrypto, decrypted frames may go to `capture`.
+pub(crate) fn client_capturing(opts: &JsValue, capture: Rc<Capture>) -> Result<Client, JsValue> {
+    let c = client(opts)?;
+    Ok(match string_field(opts, "aeadBackend")?.as_deref() {
+        None | Some("webcrypto") => c.with_aead(Arc::new(CapturingWebCrypto(capture))),
+        _ => c,
+    })
+}
+
+/// Runs the decryptor over `input`, unwrapping the key when asked; with
+/// capture on (unsigned suites), frames land in `capture`, else in `out`.
+pub(crate) async fn decrypt_step(
+    dec: &mut crate::stream::Decryptor,
+    keyring: &dyn crate::keyring::Keyring,
+    capture: &Capture,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> crate::Result<crate::stream::DecryptStatus> {
+    use crate::stream::DecryptStatus;
+    let mut status = dec.update(input, out).await?;
+    if status == DecryptStatus::NeedDataKey {
+        let signing = dec.header().map(|h| h.suite.is_signing()).unwrap_or(true);
+        capture.enabled.set(!signing);
+        dec.unwrap_data_key(keyring).await?;
+        status = dec.update(&[], out).await?;
+    }
+    Ok(status)
+}
+
+/// Joins the captured frames and `out` (one of them is empty) into one array.
+pub(crate) fn joined(frames: Vec<Uint8Array>, out: &[u8]) -> Uint8Array {
+    let total: u32 = frames.iter().map(|f| f.length()).sum::<u32>() + out.len() as u32;
+    let all = Uint8Array::new_with_length(total);
+    let mut off = 0;
+    for f in &frames {
+        all.set(f, off);
+        off += f.length();
+    }
+    if !out.is_empty() {
+        all.set(&Uint8Array::from(out), off);
+    }
+    all
 }
 
 /// As [`client`]; with WebCrypto, the message key is also put in `slot`.
@@ -126,11 +170,15 @@ pub fn decrypt(keyring: &Keyring, ciphertext: JsValue, opts: JsValue) -> Promise
     let inner = keyring.inner.clone();
     future_to_promise(async move {
     let ct = bytes(&ciphertext, "ciphertext")?;
-    let client = client(&opts)?;
+    let capture = Rc::new(Capture::default());
+    let client = client_capturing(&opts, capture.clone())?;
     let o = decrypt_options(&opts)?;
-    let (pt, header) = client.decrypt(inner.as_ref(), &ct, &o).await.map_err(to_js)?;
+    let mut dec = client.decryptor(&o);
+    let mut out = Vec::new();
+    decrypt_step(&mut dec, inner.as_ref(), &capture, &ct, &mut out).await.map_err(to_js)?;
+    let header = dec.finish().map_err(to_js)?;
     let r = Object::new();
-    set(&r, "plaintext", &Uint8Array::from(pt.as_slice()).into());
+    set(&r, "plaintext", &joined(capture.take(), &out).into());
     set(&r, "messageHeader", &header_to_js(&header).into());
     Ok(r.into())
     })

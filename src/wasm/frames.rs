@@ -34,18 +34,37 @@ async fn seal(key: &WebKey, plan: &FramePlan, data: Source<'_>) -> Result<Uint8A
     Ok(Uint8Array::new(&v))
 }
 
-struct Out {
-    buf: Uint8Array,
-    off: u32,
+/// Where sealed bytes go: one contiguous array (one-shot), or a list of
+/// chunks handed on as they are, WebCrypto's result arrays included, with
+/// no copy at all (streams).
+pub(crate) enum Out {
+    Contiguous { buf: Uint8Array, off: u32 },
+    Chunks { list: Vec<Uint8Array>, len: u32 },
 }
 
 impl Out {
-    fn put(&mut self, a: &Uint8Array) {
-        self.buf.set(a, self.off);
-        self.off += a.length();
+    fn put(&mut self, a: Uint8Array) {
+        match self {
+            Out::Contiguous { buf, off } => {
+                buf.set(&a, *off);
+                *off += a.length();
+            }
+            Out::Chunks { list, len } => {
+                *len += a.length();
+                list.push(a);
+            }
+        }
     }
     fn put_bytes(&mut self, b: &[u8]) {
-        self.put(&Uint8Array::from(b));
+        if !b.is_empty() {
+            self.put(Uint8Array::from(b));
+        }
+    }
+    fn written(&self) -> u32 {
+        match self {
+            Out::Contiguous { off, .. } => *off,
+            Out::Chunks { len, .. } => *len,
+        }
     }
 }
 
@@ -54,6 +73,21 @@ impl Out {
 /// spent. Returns `None` when this path cannot serve and the generic one
 /// must (an empty message, whose empty final frame WebCrypto may refuse).
 pub(crate) async fn seal_chunk(enc: &mut Encryptor, key: &WebKey, chunk: &Uint8Array, last: bool) -> Result<Option<Uint8Array>> {
+    match seal_into(enc, key, chunk, last, false).await? {
+        Some(Out::Contiguous { buf, .. }) => Ok(Some(buf)),
+        _ => Ok(None),
+    }
+}
+
+/// As [`seal_chunk`], but the output is the list of arrays to pass on.
+pub(crate) async fn seal_chunk_list(enc: &mut Encryptor, key: &WebKey, chunk: &Uint8Array, last: bool) -> Result<Option<Vec<Uint8Array>>> {
+    match seal_into(enc, key, chunk, last, true).await? {
+        Some(Out::Chunks { list, .. }) => Ok(Some(list)),
+        _ => Ok(None),
+    }
+}
+
+async fn seal_into(enc: &mut Encryptor, key: &WebKey, chunk: &Uint8Array, last: bool, chunks: bool) -> Result<Option<Out>> {
     debug_assert!(!enc.is_signing());
     let f = enc.frame_len();
     let n = chunk.length() as usize;
@@ -69,7 +103,11 @@ pub(crate) async fn seal_chunk(enc: &mut Encryptor, key: &WebKey, chunk: &Uint8A
     let total = header.len() + regular * (f + 32) + if last { rem + 40 } else { 0 };
     let total = u32::try_from(total).map_err(|_| err!(LimitExceeded, "chunk too large for one output array"))?;
     enc.count_plaintext(n);
-    let mut out = Out { buf: Uint8Array::new_with_length(total), off: 0 };
+    let mut out = if chunks {
+        Out::Chunks { list: Vec::with_capacity(2 * regular + 3), len: 0 }
+    } else {
+        Out::Contiguous { buf: Uint8Array::new_with_length(total), off: 0 }
+    };
     out.put_bytes(&header);
     let mut pos = 0usize;
     for j in 0..regular {
@@ -92,7 +130,7 @@ pub(crate) async fn seal_chunk(enc: &mut Encryptor, key: &WebKey, chunk: &Uint8A
             pos += f;
             r
         };
-        out.put(&sealed);
+        out.put(sealed);
     }
     // What is left joins the buffer (at most one frame).
     if pos < n {
@@ -105,12 +143,12 @@ pub(crate) async fn seal_chunk(enc: &mut Encryptor, key: &WebKey, chunk: &Uint8A
         let b = core::mem::take(enc.buffer_mut());
         let plan = enc.plan(BodyKind::FinalFrame, b.len())?;
         out.put_bytes(&plan.prefix);
-        out.put(&seal(key, &plan, Source::Wasm(&b)).await?);
+        out.put(seal(key, &plan, Source::Wasm(&b)).await?);
     }
-    if out.off != total {
-        return Err(err!(EncryptionFailed, "the WebCrypto driver produced {} of {total} bytes", out.off));
+    if out.written() != total {
+        return Err(err!(EncryptionFailed, "the WebCrypto driver produced {} of {total} bytes", out.written()));
     }
-    Ok(Some(out.buf))
+    Ok(Some(out))
 }
 
 /// A JS value as a `Uint8Array` view without copying (ArrayBuffer, views).

@@ -19,8 +19,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::future_to_promise;
 
-use super::api::{client, client_recording, decrypt_options, encrypt_options, KeySlot};
-use super::frames::{as_u8_array, seal_chunk, WebKey};
+use super::api::{client, client_capturing, client_recording, decrypt_options, decrypt_step, encrypt_options, KeySlot};
+use super::webcrypto::Capture;
+use super::frames::{as_u8_array, seal_chunk, seal_chunk_list, WebKey};
 use super::convert::{bytes, header_to_js};
 use super::error::{bad_arg, to_js};
 use super::keyrings::Keyring;
@@ -95,6 +96,26 @@ impl Sealer {
         Ok(Uint8Array::from(out.as_slice()))
     }
 
+    /// As `update`, as a list of arrays passed on without copying.
+    async fn update_chunks(&mut self, chunk: &JsValue) -> Result<Vec<Uint8Array>, JsValue> {
+        if let (Some(key), Some(js)) = (&self.web, as_u8_array(chunk)) {
+            if let Some(out) = seal_chunk_list(&mut self.enc, key, &js, false).await.map_err(to_js)? {
+                return Ok(out);
+            }
+        }
+        Ok(vec![self.update(chunk).await?])
+    }
+
+    async fn finish_chunks(mut self) -> Result<Vec<Uint8Array>, JsValue> {
+        if let Some(key) = &self.web {
+            let empty = Uint8Array::new_with_length(0);
+            if let Some(out) = seal_chunk_list(&mut self.enc, key, &empty, true).await.map_err(to_js)? {
+                return Ok(out);
+            }
+        }
+        Ok(vec![self.finish().await?])
+    }
+
     async fn finish(mut self) -> Result<Uint8Array, JsValue> {
         if let Some(key) = &self.web {
             if let Some(out) = seal_chunk(&mut self.enc, key, &Uint8Array::new_with_length(0), true).await.map_err(to_js)? {
@@ -165,9 +186,11 @@ pub fn encrypt_stream(keyring: &Keyring, opts: JsValue) -> Result<Object, JsValu
         let s = s.clone();
         future_to_promise(async move {
             let mut sealer = s.borrow_mut().take().ok_or_else(taken)?;
-            let out = sealer.update(&chunk).await?;
+            let out = sealer.update_chunks(&chunk).await?;
             *s.borrow_mut() = Some(sealer);
-            enqueue_js(&controller, &out)?;
+            for c in &out {
+                enqueue_js(&controller, c)?;
+            }
             Ok(JsValue::UNDEFINED)
         })
     }) as Box<dyn FnMut(JsValue, JsValue) -> Promise>);
@@ -177,8 +200,9 @@ pub fn encrypt_stream(keyring: &Keyring, opts: JsValue) -> Result<Object, JsValu
         let s = s.clone();
         future_to_promise(async move {
             let sealer = s.borrow_mut().take().ok_or_else(taken)?;
-            let out = sealer.finish().await?;
-            enqueue_js(&controller, &out)?;
+            for c in &sealer.finish_chunks().await? {
+                enqueue_js(&controller, c)?;
+            }
             Ok(JsValue::UNDEFINED)
         })
     }) as Box<dyn FnMut(JsValue) -> Promise>);
@@ -191,7 +215,8 @@ pub fn encrypt_stream(keyring: &Keyring, opts: JsValue) -> Result<Object, JsValu
 /// Decrypts what is written to it, releasing each frame once it authenticates.
 #[wasm_bindgen(js_name = decryptStream)]
 pub fn decrypt_stream(keyring: &Keyring, opts: JsValue) -> Result<Object, JsValue> {
-    let client = client(&opts)?;
+    let capture = Rc::new(Capture::default());
+    let client = client_capturing(&opts, capture.clone())?;
     let o = decrypt_options(&opts)?;
     let inner = keyring.inner.clone();
     let state: Shared<CoreDecryptor> = Rc::new(RefCell::new(Some(client.decryptor(&o))));
@@ -201,28 +226,33 @@ pub fn decrypt_stream(keyring: &Keyring, opts: JsValue) -> Result<Object, JsValu
 
     let (s, h) = (state.clone(), header.clone());
     let transform = Closure::wrap(Box::new(move |chunk: JsValue, controller: JsValue| {
-        let (s, h, inner) = (s.clone(), h.clone(), inner.clone());
+        let (s, h, inner, capture) = (s.clone(), h.clone(), inner.clone(), capture.clone());
         future_to_promise(async move {
             let input = chunk_bytes(&chunk)?;
             let mut dec = s.borrow_mut().take().ok_or_else(taken)?;
-            let mut out = Vec::with_capacity(input.len());
-            let r = async {
-                if dec.update(&input, &mut out).await? == DecryptStatus::NeedDataKey {
-                    dec.unwrap_data_key(inner.as_ref()).await?;
-                    if let Some(hd) = dec.header() {
-                        h.resolve(&header_to_js(hd).into());
-                    }
-                    dec.update(&[], &mut out).await?;
-                }
-                Ok::<(), crate::Error>(())
-            }
-            .await;
+            let had_header = dec.header().is_some();
+            let mut out = Vec::new();
+            let r = decrypt_step(&mut dec, inner.as_ref(), &capture, &input, &mut out).await;
+            // Frames that authenticated before a failure are still delivered, then the error.
+            let frames = capture.take();
             if let Err(e) = r {
                 let e = to_js(e);
                 h.reject(&e);
+                for f in &frames {
+                    enqueue_js(&controller, f)?;
+                }
+                enqueue(&controller, &out)?;
                 return Err(e);
             }
+            if !had_header {
+                if let Some(hd) = dec.header() {
+                    h.resolve(&header_to_js(hd).into());
+                }
+            }
             *s.borrow_mut() = Some(dec);
+            for f in &frames {
+                enqueue_js(&controller, f)?;
+            }
             enqueue(&controller, &out)?;
             Ok(JsValue::UNDEFINED)
         })

@@ -42,7 +42,7 @@ impl AeadProvider for WebCryptoAead {
     async fn new_key(&self, key: &[u8]) -> Result<Box<dyn FrameAead>> {
         let fallback = RustCryptoKey::new(key)?;
         Ok(match import_key(key).await {
-            Some((subtle, key)) => Box::new(WebCryptoKey { subtle, key, fallback }),
+            Some((subtle, key)) => Box::new(WebCryptoKey { subtle, key, fallback, capture: None }),
             None => Box::new(fallback),
         })
     }
@@ -59,8 +59,38 @@ impl AeadProvider for RecordingWebCrypto {
         Ok(match import_key(key).await {
             Some((subtle, key)) => {
                 *self.0.borrow_mut() = Some((subtle.clone(), key.clone()));
-                Box::new(WebCryptoKey { subtle, key, fallback })
+                Box::new(WebCryptoKey { subtle, key, fallback, capture: None })
             }
+            None => Box::new(fallback),
+        })
+    }
+}
+
+/// Decrypted frames handed on as WebCrypto's own arrays instead of being
+/// copied into the core's output buffer. Enabled only for suites without
+/// a signature: a signed message's final frame must wait for its footer,
+/// which only the core's held-back buffer guarantees.
+#[derive(Default)]
+pub(crate) struct Capture {
+    pub(crate) enabled: core::cell::Cell<bool>,
+    pub(crate) frames: RefCell<Vec<Uint8Array>>,
+}
+
+impl Capture {
+    pub(crate) fn take(&self) -> Vec<Uint8Array> {
+        core::mem::take(&mut *self.frames.borrow_mut())
+    }
+}
+
+/// A WebCryptoAead whose keys deliver decrypted frames into a [`Capture`].
+pub(crate) struct CapturingWebCrypto(pub(crate) Rc<Capture>);
+
+#[async_trait::async_trait(?Send)]
+impl AeadProvider for CapturingWebCrypto {
+    async fn new_key(&self, key: &[u8]) -> Result<Box<dyn FrameAead>> {
+        let fallback = RustCryptoKey::new(key)?;
+        Ok(match import_key(key).await {
+            Some((subtle, key)) => Box::new(WebCryptoKey { subtle, key, fallback, capture: Some(self.0.clone()) }),
             None => Box::new(fallback),
         })
     }
@@ -96,6 +126,7 @@ struct WebCryptoKey {
     subtle: SubtleCrypto,
     key: CryptoKey,
     fallback: RustCryptoKey,
+    capture: Option<Rc<Capture>>,
 }
 
 fn set(o: &Object, k: &str, v: &JsValue) {
@@ -144,7 +175,10 @@ impl FrameAead for WebCryptoKey {
         let plain = resolve(self.subtle.decrypt_with_object_and_u8_array(&params, &self.key, sealed))
             .await
             .map_err(|_| err!(FrameAuthFailed, "authentication tag does not verify"))?;
-        append(out, &plain);
+        match &self.capture {
+            Some(c) if c.enabled.get() => c.frames.borrow_mut().push(plain),
+            _ => append(out, &plain),
+        }
         Ok(())
     }
 }
