@@ -2,6 +2,8 @@
 //! from the command line.
 
 mod cli;
+mod kms_client;
+mod localkms;
 
 use std::process::ExitCode;
 

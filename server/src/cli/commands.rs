@@ -2,7 +2,6 @@
 
 use std::io::Read;
 
-use futures::executor::block_on;
 use kms_envelope::{
     AlgorithmSuite, Client, CommitmentPolicy, DecryptLimits, DecryptOptions, DecryptStatus, EncryptOptions, EncryptionContext,
     Error, ErrorCode, Header,
@@ -13,6 +12,31 @@ use super::keyrings::{build_all, Kind};
 use super::output::{io_err, open_input, Output};
 
 const CHUNK: usize = 1 << 16;
+
+/// The CLI's async runtime (KMS calls go through the AWS SDK, on tokio).
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime"))
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    runtime().block_on(f)
+}
+
+/// `--kms-endpoint` / `--kms-region`.
+pub struct KmsOptions {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+}
+
+impl KmsOptions {
+    fn factory(&self) -> impl Fn() -> super::keyrings::KmsFuture + '_ {
+        move || {
+            let (e, r) = (self.endpoint.clone(), self.region.clone());
+            Box::pin(async move { crate::kms_client::Kms::new(e.as_deref(), r.as_deref()).await })
+        }
+    }
+}
 
 fn parse_context(pairs: &[String]) -> Result<EncryptionContext, Error> {
     let mut ctx = EncryptionContext::new();
@@ -44,13 +68,14 @@ pub fn encrypt(
     frame_length: u32,
     suite: &str,
     specs: &[(Kind, String)],
+    kms: &KmsOptions,
 ) -> Result<(), Error> {
     let opts = EncryptOptions {
         suite: AlgorithmSuite::parse(suite)?,
         frame_length,
         encryption_context: parse_context(context)?,
     };
-    let keyring = build_all(specs, false)?;
+    let keyring = block_on(build_all(specs, false, &kms.factory()))?;
     let mut src = open_input(input)?;
     let mut enc = block_on(Client::new().encryptor(keyring.as_ref(), &opts))?;
     let mut out = Output::create(output)?;
@@ -77,12 +102,13 @@ pub fn decrypt(
     max_edks: u16,
     policy: &str,
     specs: &[(Kind, String)],
+    kms: &KmsOptions,
 ) -> Result<(), Error> {
     let client = Client::new()
         .with_commitment_policy(CommitmentPolicy::parse(policy)?)
         .with_max_encrypted_data_keys(Some(max_edks));
     let opts = DecryptOptions { required_encryption_context: parse_context(context)? };
-    let keyring = build_all(specs, true)?;
+    let keyring = block_on(build_all(specs, true, &kms.factory()))?;
     let mut src = open_input(input)?;
     let mut out = Output::create(output)?;
     let mut dec = client.decryptor(&opts);
@@ -155,4 +181,77 @@ fn header_json(h: &Header, header_len: usize) -> serde_json::Value {
         "commitment": h.suite.is_committing(),
         "signed": h.suite.is_signing(),
     })
+}
+
+/// Runs the embedded local KMS until interrupted.
+pub fn local_kms(store: &super::LocalKmsArgs, listen: std::net::SocketAddr) -> Result<(), Error> {
+    let kms = crate::localkms::LocalKms::open(&store.data_dir, &store.region).map_err(|e| Error::new(ErrorCode::Io, e))?;
+    block_on(async move {
+        let served = crate::localkms::serve(kms, listen, |addr| {
+            use std::io::Write;
+            println!("local KMS listening on http://{addr}");
+            let _ = std::io::stdout().flush();
+        });
+        tokio::select! {
+            r = served => r.map_err(|e| Error::new(ErrorCode::Io, format!("local KMS: {e}"))),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })
+}
+
+/// `kms-envelope keys …` on the local KMS's data directory.
+pub fn keys(store: &super::LocalKmsArgs, cmd: super::KeysCommand) -> Result<(), Error> {
+    use super::KeysCommand as K;
+    let kms = crate::localkms::LocalKms::open(&store.data_dir, &store.region).map_err(|e| Error::new(ErrorCode::Io, e))?;
+    let call = |op: &str, req: serde_json::Value| kms.call(op, &req).map_err(|f| Error::new(ErrorCode::KmsError, f.to_string()));
+    let arn_of = |v: &serde_json::Value| v["KeyMetadata"]["Arn"].as_str().unwrap_or_default().to_owned();
+    match cmd {
+        K::Create { spec, alias, description } => {
+            let r = call("CreateKey", json!({ "KeySpec": spec, "KeyUsage": "ENCRYPT_DECRYPT", "Description": description }))?;
+            if let Some(a) = alias {
+                call("CreateAlias", json!({ "AliasName": alias_name(&a), "TargetKeyId": arn_of(&r) }))?;
+            }
+            println!("{}", arn_of(&r));
+        }
+        K::Rotate { alias, spec } => {
+            let r = call("CreateKey", json!({ "KeySpec": spec, "KeyUsage": "ENCRYPT_DECRYPT", "Description": format!("rotation of {alias}") }))?;
+            let name = alias_name(&alias);
+            let exists = call("ListAliases", json!({}))?["Aliases"].as_array().map(|a| a.iter().any(|x| x["AliasName"] == name)).unwrap_or(false);
+            call(if exists { "UpdateAlias" } else { "CreateAlias" }, json!({ "AliasName": name, "TargetKeyId": arn_of(&r) }))?;
+            println!("{}", arn_of(&r));
+        }
+        K::List => {
+            let aliases = call("ListAliases", json!({}))?;
+            for k in call("ListKeys", json!({}))?["Keys"].as_array().cloned().unwrap_or_default() {
+                let d = call("DescribeKey", json!({ "KeyId": k["KeyId"] }))?;
+                let m = &d["KeyMetadata"];
+                let names: Vec<&str> = aliases["Aliases"]
+                    .as_array()
+                    .map(|a| a.iter().filter(|x| x["TargetKeyId"] == k["KeyId"]).filter_map(|x| x["AliasName"].as_str()).collect())
+                    .unwrap_or_default();
+                println!("{}\t{}\t{}\t{}", m["Arn"].as_str().unwrap_or(""), m["KeySpec"].as_str().unwrap_or(""), m["KeyState"].as_str().unwrap_or(""), names.join(","));
+            }
+        }
+        K::Disable { key } => drop(call("DisableKey", json!({ "KeyId": key }))?),
+        K::Enable { key } => drop(call("EnableKey", json!({ "KeyId": key }))?),
+        K::ScheduleDeletion { key, days } => {
+            let r = call("ScheduleKeyDeletion", json!({ "KeyId": key, "PendingWindowInDays": days }))?;
+            println!("{} pending deletion", r["KeyId"].as_str().unwrap_or(""));
+        }
+        K::CancelDeletion { key } => drop(call("CancelKeyDeletion", json!({ "KeyId": key }))?),
+        K::PublicKey { key, output } => {
+            use base64::Engine;
+            let r = call("GetPublicKey", json!({ "KeyId": key }))?;
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(r["PublicKey"].as_str().unwrap_or_default())
+                .map_err(|_| Error::new(ErrorCode::KmsResponseInvalid, "bad public key"))?;
+            std::fs::write(&output, der).map_err(|e| io_err(&format!("cannot write {}", output.display()), e))?;
+            println!("{}", r["KeyId"].as_str().unwrap_or(""));
+        }
+    }
+    Ok(())
+}
+
+fn alias_name(a: &str) -> String {
+    if a.starts_with("alias/") { a.to_owned() } else { format!("alias/{a}") }
 }

@@ -54,8 +54,9 @@ fn read_key_file(path: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
         .map_err(|e| Error::new(ErrorCode::Io, format!("cannot read key file {path}: {e}")))
 }
 
-/// Builds one keyring from a spec.
-pub fn build(kind: Kind, spec: &str, decrypting: bool) -> Result<Arc<dyn Keyring>, Error> {
+/// Builds one keyring from a spec. `kms` is the KMS client, created only
+/// when a `--kms-rsa` keyring needs one.
+pub async fn build(kind: Kind, spec: &str, decrypting: bool, kms: &dyn Fn() -> KmsFuture) -> Result<Arc<dyn Keyring>, Error> {
     match kind {
         Kind::RawRsa => {
             let m = fields(kind, spec, &["namespace", "name", "public", "private", "padding"])?;
@@ -78,25 +79,35 @@ pub fn build(kind: Kind, spec: &str, decrypting: bool) -> Result<Arc<dyn Keyring
         Kind::KmsRsa => {
             let m = fields(kind, spec, &["arn", "public", "algorithm"])?;
             let alg = KmsRsaAlgorithm::parse(m.get("algorithm").map(String::as_str).unwrap_or("RSAES_OAEP_SHA_256"))?;
+            let arn = need(kind, &m, "arn")?;
             if decrypting {
-                return Err(bad(
-                    "--kms-rsa cannot decrypt here: decryption needs KMS Decrypt, which this build of the CLI does not call; \
-                     decrypt through the gateway or with a raw RSA keyring holding the private key"
-                        .into(),
-                ));
+                let client = kms().await;
+                return Ok(Arc::new(KmsRsaKeyring::new(arn, None, alg)?.with_kms_decrypt(Arc::new(client))));
             }
-            let public = read_key_file(need(kind, &m, "public")?)?;
-            Ok(Arc::new(KmsRsaKeyring::new(need(kind, &m, "arn")?, Some(&public), alg)?))
+            let public = match m.get("public") {
+                Some(p) => read_key_file(p)?,
+                None => {
+                    // The public key from KMS itself, for the key named (an ARN).
+                    let (key_arn, der) = kms().await.public_key(arn).await?;
+                    if key_arn != arn {
+                        return Err(bad(format!("--kms-rsa: KMS says {arn} is {key_arn}; give the key ARN")));
+                    }
+                    Zeroizing::new(der)
+                }
+            };
+            Ok(Arc::new(KmsRsaKeyring::new(arn, Some(&public), alg)?))
         }
     }
 }
 
+pub type KmsFuture = std::pin::Pin<Box<dyn std::future::Future<Output = crate::kms_client::Kms> + Send>>;
+
 /// All keyrings as one: a single keyring, or a multi-keyring whose generator is the first.
-pub fn build_all(specs: &[(Kind, String)], decrypting: bool) -> Result<Arc<dyn Keyring>, Error> {
-    let mut rings = specs
-        .iter()
-        .map(|(k, s)| build(*k, s, decrypting))
-        .collect::<Result<Vec<_>, _>>()?;
+pub async fn build_all(specs: &[(Kind, String)], decrypting: bool, kms: &dyn Fn() -> KmsFuture) -> Result<Arc<dyn Keyring>, Error> {
+    let mut rings = Vec::new();
+    for (k, s) in specs {
+        rings.push(build(*k, s, decrypting, kms).await?);
+    }
     match rings.len() {
         0 => Err(bad("give at least one keyring: --raw-rsa, --raw-aes or --kms-rsa".into())),
         1 => Ok(rings.remove(0)),

@@ -25,9 +25,68 @@ pub struct KeyringArgs {
     /// Raw AES key: namespace=NS,name=N,key=FILE (16, 24 or 32 raw bytes)
     #[arg(long = "raw-aes", value_name = "SPEC")]
     pub raw_aes: Vec<String>,
-    /// AWS KMS RSA key: arn=ARN,public=FILE (DER or PEM),algorithm=RSAES_OAEP_SHA_256|RSAES_OAEP_SHA_1
+    /// AWS KMS RSA key: arn=ARN[,public=FILE (DER or PEM)][,algorithm=RSAES_OAEP_SHA_256|RSAES_OAEP_SHA_1].
+    /// Without public=, the public key comes from KMS GetPublicKey; decryption calls KMS Decrypt.
     #[arg(long = "kms-rsa", value_name = "SPEC")]
     pub kms_rsa: Vec<String>,
+    /// KMS endpoint URL (e.g. the embedded local KMS); default: AWS's, from the standard configuration.
+    #[arg(long = "kms-endpoint", value_name = "URL")]
+    pub kms_endpoint: Option<String>,
+    /// AWS region for KMS (default: the standard configuration; us-east-1 with --kms-endpoint).
+    #[arg(long = "kms-region", value_name = "REGION")]
+    pub kms_region: Option<String>,
+}
+
+/// Where the embedded local KMS keeps its keys.
+#[derive(clap::Args, Debug)]
+pub struct LocalKmsArgs {
+    /// Data directory (keys encrypted at rest under DATA_DIR/master.key or $KMS_ENVELOPE_MASTER_KEY).
+    #[arg(long = "data-dir", value_name = "DIR", default_value = "./kms-envelope-data")]
+    pub data_dir: std::path::PathBuf,
+    /// Region in the key ARNs.
+    #[arg(long = "region", default_value = "us-east-1")]
+    pub region: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create an RSA key (prints its ARN).
+    Create {
+        #[arg(long = "spec", default_value = "RSA_3072", value_parser = ["RSA_2048", "RSA_3072", "RSA_4096"])]
+        spec: String,
+        /// Point this alias (alias/NAME) at the new key.
+        #[arg(long = "alias")]
+        alias: Option<String>,
+        #[arg(long = "description", default_value = "")]
+        description: String,
+    },
+    /// List keys with their state and aliases.
+    List,
+    /// Create a new key and move the alias to it; older keys still decrypt.
+    Rotate {
+        #[arg(long = "alias")]
+        alias: String,
+        #[arg(long = "spec", default_value = "RSA_3072", value_parser = ["RSA_2048", "RSA_3072", "RSA_4096"])]
+        spec: String,
+    },
+    /// Disable a key (Decrypt fails with DisabledException).
+    Disable { key: String },
+    /// Enable a key.
+    Enable { key: String },
+    /// Schedule a key's deletion (7 to 30 days); it can no longer decrypt.
+    ScheduleDeletion {
+        key: String,
+        #[arg(long = "days", default_value_t = 30)]
+        days: u64,
+    },
+    /// Cancel a scheduled deletion (the key comes back disabled).
+    CancelDeletion { key: String },
+    /// Write a key's public key (DER SubjectPublicKeyInfo) to a file.
+    PublicKey {
+        key: String,
+        #[arg(short = 'o', long = "output")]
+        output: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -72,6 +131,21 @@ pub enum Command {
         #[command(flatten)]
         keyrings: KeyringArgs,
     },
+    /// Run the embedded local KMS (AWS KMS JSON protocol) on a loopback address.
+    LocalKms {
+        #[command(flatten)]
+        store: LocalKmsArgs,
+        /// Loopback address to listen on (port 0 picks one; the address is printed).
+        #[arg(long = "listen", default_value = "127.0.0.1:4599")]
+        listen: std::net::SocketAddr,
+    },
+    /// Administer the embedded local KMS's keys (works on the data directory).
+    Keys {
+        #[command(flatten)]
+        store: LocalKmsArgs,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Print a message's header as JSON (no key needed).
     Inspect {
         /// Input file, or - for stdin.
@@ -88,13 +162,17 @@ pub fn run() -> Result<(), Error> {
     match cli.command {
         Command::Encrypt { input, output, context, frame_length, suite, keyrings } => {
             let specs = ordered_specs(sub, &keyrings);
-            commands::encrypt(&input, &output, &context, frame_length, &suite, &specs)
+            let kms = commands::KmsOptions { endpoint: keyrings.kms_endpoint.clone(), region: keyrings.kms_region.clone() };
+            commands::encrypt(&input, &output, &context, frame_length, &suite, &specs, &kms)
         }
         Command::Decrypt { input, output, context, max_encrypted_data_keys, commitment_policy, keyrings } => {
             let specs = ordered_specs(sub, &keyrings);
-            commands::decrypt(&input, &output, &context, max_encrypted_data_keys, &commitment_policy, &specs)
+            let kms = commands::KmsOptions { endpoint: keyrings.kms_endpoint.clone(), region: keyrings.kms_region.clone() };
+            commands::decrypt(&input, &output, &context, max_encrypted_data_keys, &commitment_policy, &specs, &kms)
         }
         Command::Inspect { input } => commands::inspect(&input),
+        Command::LocalKms { store, listen } => commands::local_kms(&store, listen),
+        Command::Keys { store, command } => commands::keys(&store, command),
     }
 }
 
