@@ -2,6 +2,7 @@
 //! from the command line.
 
 mod cli;
+mod gateway;
 mod kms_client;
 mod localkms;
 

@@ -166,6 +166,7 @@ fn header_json(h: &Header, header_len: usize) -> serde_json::Value {
                 "provider_info": String::from_utf8(e.provider_info.clone()).unwrap_or_else(|_| hex::encode(&e.provider_info)),
                 "provider_info_hex": hex::encode(&e.provider_info),
                 "ciphertext_length": e.ciphertext.len(),
+                "ciphertext": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &e.ciphertext),
             })
         })
         .collect();
@@ -254,4 +255,14 @@ pub fn keys(store: &super::LocalKmsArgs, cmd: super::KeysCommand) -> Result<(), 
 
 fn alias_name(a: &str) -> String {
     if a.starts_with("alias/") { a.to_owned() } else { format!("alias/{a}") }
+}
+
+/// `kms-envelope serve --config FILE`.
+pub fn serve(config: &std::path::Path) -> Result<(), Error> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let cfg = crate::gateway::Config::load(config).map_err(|e| Error::new(ErrorCode::InvalidArgument, e))?;
+    block_on(crate::gateway::serve(cfg)).map_err(|e| Error::new(ErrorCode::Io, e))
 }

@@ -131,6 +131,12 @@ pub enum Command {
         #[command(flatten)]
         keyrings: KeyringArgs,
     },
+    /// Run the gateway: public key, object storage, the backend Decrypt (see README).
+    Serve {
+        /// The configuration file (TOML).
+        #[arg(long = "config", value_name = "FILE")]
+        config: std::path::PathBuf,
+    },
     /// Run the embedded local KMS (AWS KMS JSON protocol) on a loopback address.
     LocalKms {
         #[command(flatten)]
@@ -172,6 +178,7 @@ pub fn run() -> Result<(), Error> {
         }
         Command::Inspect { input } => commands::inspect(&input),
         Command::LocalKms { store, listen } => commands::local_kms(&store, listen),
+        Command::Serve { config } => commands::serve(&config),
         Command::Keys { store, command } => commands::keys(&store, command),
     }
 }

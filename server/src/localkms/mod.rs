@@ -19,7 +19,9 @@ use zeroize::Zeroizing;
 
 pub use http::serve;
 pub use store::KeyRecord;
-use store::{now, Store};
+use store::Store;
+pub use store::now;
+pub use store::now_rfc3339;
 
 /// An AWS-style error: the exception name and a message.
 #[derive(Debug, Clone)]

@@ -1,0 +1,347 @@
+//! The HTTP API (JSON):
+//!
+//! - `GET  /v1/public-key` → `{ keyArn, keySpec, encryptionAlgorithms, publicKey, fingerprint }`
+//! - `POST /v1/objects` (envelope blob body) → `201 { id, size, keyArn }`
+//! - `GET  /v1/objects` → `{ objects: [...] }` (owned or shared with the caller)
+//! - `GET  /v1/objects/{id}` → the blob; `DELETE /v1/objects/{id}` (owner)
+//! - `POST /v1/objects/{id}/shares` `{ user }` (owner)
+//! - `POST /v1/decrypt-data-key` `{ keyId, ciphertextBlob, encryptionAlgorithm, encryptionContext }`
+//!   → `{ plaintext, keyId, encryptionAlgorithm }`, the shape of KMS Decrypt
+//!
+//! Every request but the public key needs `Authorization: Bearer TOKEN`.
+//! Errors are `{ "error": CODE, "message": … }`.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use futures_util::StreamExt;
+use kms_envelope::{EncryptionContext, KmsDecrypt, KmsDecryptRequest, KmsRsaAlgorithm};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha384};
+use subtle::ConstantTimeEq;
+
+use super::db::Object;
+use super::{valid_object_id, Gateway};
+
+type Shared = Arc<Gateway>;
+
+/// The gateway's routes.
+pub fn router(gw: Shared) -> Router {
+    Router::new()
+        .route("/v1/public-key", get(public_key))
+        .route("/v1/objects", post(upload).get(list).layer(DefaultBodyLimit::disable()))
+        .route("/v1/objects/{id}", get(download).delete(delete))
+        .route("/v1/objects/{id}/shares", post(share))
+        .route("/v1/decrypt-data-key", post(decrypt_data_key))
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .with_state(gw)
+}
+
+struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.0, Json(json!({ "error": self.1, "message": self.2 }))).into_response();
+        if self.0 == StatusCode::TOO_MANY_REQUESTS || self.0 == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        r
+    }
+}
+
+fn err(status: StatusCode, code: &'static str, msg: impl Into<String>) -> ApiError {
+    ApiError(status, code, msg.into())
+}
+
+fn unauthorized() -> ApiError {
+    err(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "a valid bearer token is required")
+}
+
+fn user(gw: &Gateway, headers: &HeaderMap) -> Result<String, ApiError> {
+    let h = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
+    let token = h.strip_prefix("Bearer ").ok_or_else(unauthorized)?;
+    gw.user_for_token(token.trim()).map(str::to_owned).ok_or_else(unauthorized)
+}
+
+async fn public_key(State(gw): State<Shared>) -> Response {
+    Json(json!({
+        "keyArn": gw.key_arn,
+        "keySpec": gw.key_spec,
+        "encryptionAlgorithms": ["RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1"],
+        "publicKey": B64.encode(&gw.public_key_der),
+        "fingerprint": gw.fingerprint(),
+    }))
+    .into_response()
+}
+
+fn object_json(o: &Object) -> serde_json::Value {
+    json!({ "id": o.id, "owner": o.owner, "keyArn": o.key_arn, "size": o.size, "created": o.created,
+            "fileName": o.file_name, "sharedWith": o.shared_with })
+}
+
+/// The header's checks: a KMS RSA data key for an allowed key, and a context
+/// whose owner is the uploader and whose object id is fresh.
+fn check_header(gw: &Gateway, who: &str, prefix: &[u8]) -> Result<Option<(String, String, Option<String>)>, ApiError> {
+    let bad = |m: String| err(StatusCode::BAD_REQUEST, "INVALID_MESSAGE", m);
+    let (h, _) = match kms_envelope::parse_header(prefix) {
+        Ok(x) => x,
+        Err(e) if e.code() == kms_envelope::ErrorCode::Truncated => return Ok(None),
+        Err(e) => return Err(bad(format!("not an envelope: {e}"))),
+    };
+    let arn = h
+        .encrypted_data_keys
+        .iter()
+        .filter(|e| e.provider_id == "aws-kms-rsa")
+        .filter_map(|e| std::str::from_utf8(&e.provider_info).ok())
+        .find(|a| gw.key_allowed(a))
+        .ok_or_else(|| bad("no aws-kms-rsa data key for this gateway's KMS key".into()))?
+        .to_owned();
+    let ctx = &h.encryption_context;
+    if ctx.get("owner").map(String::as_str) != Some(who) {
+        return Err(err(StatusCode::FORBIDDEN, "FORBIDDEN", "the encryption context's owner must be the uploader"));
+    }
+    let id = ctx.get("object").ok_or_else(|| bad("the encryption context has no object id".into()))?;
+    if !valid_object_id(id) {
+        return Err(bad("object id: use 1 to 64 letters, digits, '-' or '_'".into()));
+    }
+    if gw.db.exists(id) {
+        return Err(err(StatusCode::CONFLICT, "CONFLICT", "an object with this id exists"));
+    }
+    Ok(Some((id.clone(), arn, ctx.get("file").cloned())))
+}
+
+/// Streams an upload to `incoming/`, checks its header as soon as it is
+/// complete, syncs, renames into place and records the object: an
+/// acknowledged upload survives a crash; a failed one leaves nothing.
+async fn upload(State(gw): State<Shared>, headers: HeaderMap, req: Request) -> Result<Response, ApiError> {
+    let who = user(&gw, &headers)?;
+    let max = gw.config.max_object_bytes;
+    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+        if len > max {
+            return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "TOO_LARGE", format!("objects are limited to {max} bytes")));
+        }
+    }
+    let tmp = gw.objects_dir.join("incoming").join(uuid::Uuid::new_v4().to_string());
+    let mut file = std::fs::File::create(&tmp).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
+    // Remove the partial file on any early return.
+    struct Guard(Option<std::path::PathBuf>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some(p) = self.0.take() {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+    let mut guard = Guard(Some(tmp.clone()));
+    let mut stream = req.into_body().into_data_stream();
+    let mut prefix = Vec::new();
+    let mut checked: Option<(String, String, Option<String>)> = None;
+    let mut size = 0u64;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+    loop {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next()).await;
+        let chunk: Bytes = match next {
+            Err(_) => return Err(err(StatusCode::REQUEST_TIMEOUT, "TIMEOUT", "the upload stalled")),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(err(StatusCode::BAD_REQUEST, "UPLOAD_FAILED", format!("the upload broke off: {e}"))),
+            Ok(Some(Ok(c))) => c,
+        };
+        if tokio::time::Instant::now() > deadline {
+            return Err(err(StatusCode::REQUEST_TIMEOUT, "TIMEOUT", "the upload took too long"));
+        }
+        size += chunk.len() as u64;
+        if size > max {
+            return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "TOO_LARGE", format!("objects are limited to {max} bytes")));
+        }
+        if checked.is_none() {
+            prefix.extend_from_slice(&chunk);
+            checked = check_header(&gw, &who, &prefix)?;
+            if checked.is_none() && prefix.len() > 1 << 20 {
+                return Err(err(StatusCode::BAD_REQUEST, "INVALID_MESSAGE", "header over 1 MiB"));
+            }
+            if checked.is_some() {
+                prefix = Vec::new();
+            }
+        }
+        file.write_all(&chunk).map_err(|e| err(StatusCode::INSUFFICIENT_STORAGE, "STORAGE", e.to_string()))?;
+    }
+    let (id, arn, file_name) = checked.ok_or_else(|| err(StatusCode::BAD_REQUEST, "INVALID_MESSAGE", "the upload ends inside the header"))?;
+    file.sync_all().map_err(|e| err(StatusCode::INSUFFICIENT_STORAGE, "STORAGE", e.to_string()))?;
+    drop(file);
+    let dest = gw.blob_path(&id);
+    if dest.exists() {
+        return Err(err(StatusCode::CONFLICT, "CONFLICT", "an object with this id exists"));
+    }
+    std::fs::rename(&tmp, &dest).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
+    guard.0 = None;
+    if let Ok(d) = std::fs::File::open(&gw.objects_dir) {
+        let _ = d.sync_all();
+    }
+    let o = Object { id: id.clone(), owner: who, key_arn: arn, size, created: crate::localkms::now(), file_name, shared_with: vec![] };
+    if let Err(e) = gw.db.insert(&o) {
+        let _ = std::fs::remove_file(&dest);
+        return Err(err(StatusCode::CONFLICT, "CONFLICT", format!("cannot record the object: {e}")));
+    }
+    tracing::info!(object = %o.id, owner = %o.owner, size, "stored");
+    Ok((StatusCode::CREATED, Json(object_json(&o))).into_response())
+}
+
+async fn list(State(gw): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let who = user(&gw, &headers)?;
+    let objects: Vec<_> = gw.db.list_for(&who).iter().map(object_json).collect();
+    Ok(Json(json!({ "objects": objects })).into_response())
+}
+
+fn entitled(o: &Object, who: &str) -> bool {
+    o.owner == who || o.shared_with.iter().any(|u| u == who)
+}
+
+fn not_found() -> ApiError {
+    err(StatusCode::NOT_FOUND, "NOT_FOUND", "no such object")
+}
+
+async fn download(State(gw): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let who = user(&gw, &headers)?;
+    if !valid_object_id(&id) {
+        return Err(not_found());
+    }
+    let o = gw.db.get(&id).filter(|o| entitled(o, &who)).ok_or_else(not_found)?;
+    let f = tokio::fs::File::open(gw.blob_path(&o.id)).await.map_err(|_| not_found())?;
+    let body = Body::from_stream(tokio_util_stream(f));
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, o.size)
+        .body(body)
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?)
+}
+
+/// A file as a stream of 64 KiB chunks.
+fn tokio_util_stream(f: tokio::fs::File) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
+    futures_util::stream::unfold(f, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 1 << 16];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    })
+}
+
+async fn delete(State(gw): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let who = user(&gw, &headers)?;
+    let o = gw.db.get(&id).filter(|o| entitled(o, &who)).ok_or_else(not_found)?;
+    if o.owner != who {
+        return Err(err(StatusCode::FORBIDDEN, "FORBIDDEN", "only the owner may delete"));
+    }
+    // The row goes first: a blob without a row is invisible and removed at startup.
+    gw.db.delete(&o.id).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
+    let _ = std::fs::remove_file(gw.blob_path(&o.id));
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct ShareRequest {
+    user: String,
+}
+
+async fn share(State(gw): State<Shared>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+    let who = user(&gw, &headers)?;
+    let req: ShareRequest = serde_json::from_slice(&body).map_err(|e| err(StatusCode::BAD_REQUEST, "INVALID_REQUEST", e.to_string()))?;
+    let o = gw.db.get(&id).filter(|o| entitled(o, &who)).ok_or_else(not_found)?;
+    if o.owner != who {
+        return Err(err(StatusCode::FORBIDDEN, "FORBIDDEN", "only the owner may share"));
+    }
+    if !gw.config.users.iter().any(|u| u.name == req.user) {
+        return Err(err(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "no such user"));
+    }
+    gw.db.share(&o.id, &req.user).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
+    Ok(Json(object_json(&gw.db.get(&o.id).ok_or_else(not_found)?)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DecryptRequest {
+    key_id: String,
+    ciphertext_blob: String,
+    encryption_algorithm: String,
+    #[serde(default)]
+    encryption_context: EncryptionContext,
+}
+
+/// The backend Decrypt: authorize on the claimed context, have KMS unwrap
+/// the key, prove the claim with the digest KMS returned, then answer.
+async fn decrypt_data_key(State(gw): State<Shared>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let who = match user(&gw, &headers) {
+        Ok(u) => u,
+        Err(e) => {
+            gw.audit.record(None, None, None, false, "no valid token");
+            return Err(e);
+        }
+    };
+    let deny = |status, code, object: Option<&str>, arn: Option<&str>, reason: &str| {
+        gw.audit.record(Some(&who), object, arn, false, reason);
+        err(status, code, reason.to_owned())
+    };
+    let req: DecryptRequest = serde_json::from_slice(&body)
+        .map_err(|e| deny(StatusCode::BAD_REQUEST, "INVALID_REQUEST", None, None, &format!("malformed request: {e}")))?;
+    let object = req.encryption_context.get("object").cloned();
+    let arn = Some(req.key_id.as_str());
+    let Some(object) = object.filter(|o| valid_object_id(o)) else {
+        return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", None, arn, "the encryption context names no object"));
+    };
+    let o = match gw.db.get(&object) {
+        Some(o) if entitled(&o, &who) => o,
+        _ => return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", Some(&object), arn, "not entitled to this object")),
+    };
+    if req.encryption_context.get("owner") != Some(&o.owner) {
+        return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", Some(&object), arn, "the context's owner is not the object's owner"));
+    }
+    if req.key_id != o.key_arn {
+        return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", Some(&object), arn, "the object is not under this key"));
+    }
+    let alg = KmsRsaAlgorithm::parse(&req.encryption_algorithm)
+        .map_err(|_| deny(StatusCode::BAD_REQUEST, "INVALID_REQUEST", Some(&object), arn, "unsupported encryptionAlgorithm"))?;
+    let blob = B64
+        .decode(req.ciphertext_blob.trim())
+        .map_err(|_| deny(StatusCode::BAD_REQUEST, "INVALID_REQUEST", Some(&object), arn, "ciphertextBlob is not base64"))?;
+    let serialized = kms_envelope::format::context::serialize(&req.encryption_context)
+        .map_err(|_| deny(StatusCode::BAD_REQUEST, "INVALID_REQUEST", Some(&object), arn, "invalid encryption context"))?;
+    let kms_req = KmsDecryptRequest { key_id: req.key_id.clone(), ciphertext_blob: blob, encryption_algorithm: alg, encryption_context: req.encryption_context.clone() };
+    let resp = match gw.kms.decrypt(kms_req).await {
+        Ok(r) => r,
+        Err(e) => {
+            let d = e.detail();
+            let (status, code) = if d.contains("ThrottlingException") {
+                (StatusCode::TOO_MANY_REQUESTS, "ThrottlingException")
+            } else if d.contains("DisabledException") || d.contains("KMSInvalidStateException") {
+                (StatusCode::CONFLICT, "KEY_UNAVAILABLE")
+            } else if d.contains("InvalidCiphertextException") {
+                (StatusCode::FORBIDDEN, "FORBIDDEN")
+            } else {
+                (StatusCode::BAD_GATEWAY, "KMS_ERROR")
+            };
+            return Err(deny(status, code, Some(&object), arn, &format!("KMS: {d}")));
+        }
+    };
+    // KMS answered for the key asked, with SHA-384(context) ‖ data key.
+    let digest: [u8; 48] = Sha384::digest(&serialized).into();
+    let proven = resp.key_id == req.key_id && resp.plaintext.len() > 48 && bool::from(resp.plaintext[..48].ct_eq(&digest));
+    if !proven {
+        return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", Some(&object), arn, "the wrapped key is bound to another encryption context"));
+    }
+    gw.audit.record(Some(&who), Some(&object), arn, true, if o.owner == who { "owner" } else { "shared" });
+    Ok(Json(json!({ "plaintext": B64.encode(&resp.plaintext[..]), "keyId": resp.key_id, "encryptionAlgorithm": alg.as_str() })).into_response())
+}
