@@ -112,8 +112,7 @@ pub(crate) fn client_recording(opts: &JsValue, slot: Option<KeySlot>) -> Result<
 }
 
 pub(crate) fn encrypt_options(opts: &JsValue) -> Result<EncryptOptions, JsValue> {
-    let mut o = EncryptOptions::default();
-    o.encryption_context = context(field(opts, "encryptionContext"), "encryptionContext")?;
+    let mut o = EncryptOptions { encryption_context: context(field(opts, "encryptionContext"), "encryptionContext")?, ..Default::default() };
     if let Some(f) = u32_field(opts, "frameLength")? {
         if f == 0 {
             return Err(bad_arg("frameLength", "must be 1 to 4294967295"));

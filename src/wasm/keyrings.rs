@@ -48,7 +48,7 @@ impl Keyring {
         };
         if let Some(allowed) = field(&opts, "allowedKeyArns") {
             let list: Vec<String> = js_sys::Array::from(&allowed).iter().filter_map(|v| v.as_string()).collect();
-            if !list.iter().any(|a| *a == arn) {
+            if !list.contains(&arn) {
                 return Err(to_js(err!(InvalidKey, "key {arn} is not one of allowedKeyArns")));
             }
         }

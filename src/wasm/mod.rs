@@ -4,6 +4,10 @@
 //! keyrings, `MessageHeader`), plus streams, `parseHeader`, `encryptedSize`,
 //! key pinning and a gateway Decrypt client. Frame AES-GCM runs on WebCrypto.
 
+// The core shares providers and keyrings through `Arc` (Send + Sync natively);
+// on wasm32 there is one thread and JavaScript objects inside, which is fine.
+#![allow(clippy::arc_with_non_send_sync)]
+
 mod api;
 mod convert;
 mod error;

@@ -43,7 +43,7 @@ impl Deferred {
         let promise = Promise::new(&mut |res, rej| slots = (Some(res), Some(rej)));
         // Unobserved rejections must not become unhandled-rejection noise.
         let noop = Closure::once_into_js(|_: JsValue| {});
-        if let Ok(catch) = Reflect::get(&promise, &"catch".into()).and_then(|c| c.dyn_into::<Function>().map_err(JsValue::from)) {
+        if let Ok(catch) = Reflect::get(&promise, &"catch".into()).and_then(|c| c.dyn_into::<Function>()) {
             let _ = catch.call1(&promise, &noop);
         }
         Deferred { promise, resolve: slots.0.expect("executor ran"), reject: slots.1.expect("executor ran") }

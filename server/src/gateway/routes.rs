@@ -217,11 +217,11 @@ async fn download(State(gw): State<Shared>, headers: HeaderMap, Path(id): Path<S
     let o = gw.db.get(&id).filter(|o| entitled(o, &who)).ok_or_else(not_found)?;
     let f = tokio::fs::File::open(gw.blob_path(&o.id)).await.map_err(|_| not_found())?;
     let body = Body::from_stream(tokio_util_stream(f));
-    Ok(Response::builder()
+    Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_LENGTH, o.size)
         .body(body)
-        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?)
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))
 }
 
 /// A file as a stream of 64 KiB chunks.

@@ -151,7 +151,8 @@ impl LocalKms {
         match r.key_state.as_str() {
             "Enabled" => Ok(()),
             "Disabled" => Err(Fault::new("DisabledException", format!("{} is disabled.", r.arn))),
-            s => Err(Fault::new("KMSInvalidStateException", format!("{} is pending deletion.", r.arn).replace("pending deletion", &format!("{s}")))),
+            "PendingDeletion" => Err(Fault::new("KMSInvalidStateException", format!("{} is pending deletion.", r.arn))),
+            s => Err(Fault::new("KMSInvalidStateException", format!("{} is in state {s}.", r.arn))),
         }
     }
 

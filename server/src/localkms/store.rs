@@ -192,7 +192,7 @@ impl Store {
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| Fault::internal("corrupt key record"))?;
         let pkcs8 = self
             .master
-            .open_in_place(nonce, Aad::from(aad.as_bytes()), &mut *buf)
+            .open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buf)
             .map_err(|_| Fault::internal("the master key does not open this key (wrong master key?)"))?;
         let key = Arc::new(PrivateDecryptingKey::from_pkcs8(pkcs8).map_err(|_| Fault::internal("corrupt private key"))?);
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(rec.key_id.clone(), key.clone());
