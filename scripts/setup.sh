@@ -6,8 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WASM_BINDGEN_VERSION=0.2.130
-PY_ESDK=aws-encryption-sdk==4.0.7
-PY_MPL=aws-cryptographic-material-providers==1.11.3
+PY_REQUIREMENTS=tests/interop/requirements.txt
 VENV=.venv
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -51,9 +50,12 @@ step_python() {
     log "python3 -m venv $VENV"
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c 'import aws_encryption_sdk, aws_cryptographic_material_providers' 2>/dev/null; then
-    log "pip install $PY_ESDK $PY_MPL"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "$PY_ESDK" "$PY_MPL"
+  # Reinstall only when the pinned requirements changed.
+  local want; want=$(sha256sum "$PY_REQUIREMENTS" | cut -d' ' -f1)
+  if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+    log "pip install -r $PY_REQUIREMENTS"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$PY_REQUIREMENTS"
+    echo "$want" > "$VENV/.requirements.sha256"
   fi
 }
 

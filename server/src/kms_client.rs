@@ -9,10 +9,21 @@ use aws_sdk_kms::types::EncryptionAlgorithmSpec;
 use kms_envelope::{Error, ErrorCode, KmsDecrypt, KmsDecryptRequest, KmsDecryptResponse, KmsRsaAlgorithm};
 use zeroize::Zeroizing;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a GetPublicKey answer is reused: public keys do not change, but
+/// an alias may be moved to a new key (rotation).
+const PUBLIC_KEY_TTL: Duration = Duration::from_secs(300);
+
+type PublicKeyCache = Arc<Mutex<HashMap<String, (Instant, String, Vec<u8>)>>>;
+
 /// A KMS client.
 #[derive(Clone)]
 pub struct Kms {
     client: aws_sdk_kms::Client,
+    public_keys: PublicKeyCache,
 }
 
 /// Names the AWS error of an SDK failure, e.g. `DisabledException: …`.
@@ -40,11 +51,25 @@ impl Kms {
                 loader = loader.credentials_provider(aws_sdk_kms::config::Credentials::new("local", "local", None, None, "kms-envelope-local"));
             }
         }
-        Kms { client: aws_sdk_kms::Client::new(&loader.load().await) }
+        Kms { client: aws_sdk_kms::Client::new(&loader.load().await), public_keys: PublicKeyCache::default() }
     }
 
-    /// GetPublicKey: (key ARN, DER SPKI).
+    /// GetPublicKey: (key ARN, DER SPKI), cached for a few minutes.
     pub async fn public_key(&self, key_id: &str) -> Result<(String, Vec<u8>), Error> {
+        {
+            let cache = self.public_keys.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, arn, der)) = cache.get(key_id) {
+                if at.elapsed() < PUBLIC_KEY_TTL {
+                    return Ok((arn.clone(), der.clone()));
+                }
+            }
+        }
+        let (arn, der) = self.fetch_public_key(key_id).await?;
+        self.public_keys.lock().unwrap_or_else(|p| p.into_inner()).insert(key_id.to_owned(), (Instant::now(), arn.clone(), der.clone()));
+        Ok((arn, der))
+    }
+
+    async fn fetch_public_key(&self, key_id: &str) -> Result<(String, Vec<u8>), Error> {
         let r = self
             .client
             .get_public_key()

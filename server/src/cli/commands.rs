@@ -258,11 +258,33 @@ fn alias_name(a: &str) -> String {
 }
 
 /// `kms-envelope serve --config FILE`.
-pub fn serve(config: &std::path::Path) -> Result<(), Error> {
+pub fn serve(args: super::ServeArgs) -> Result<(), Error> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .try_init();
-    let cfg = crate::gateway::Config::load(config).map_err(|e| Error::new(ErrorCode::InvalidArgument, e))?;
-    block_on(crate::gateway::serve(cfg)).map_err(|e| Error::new(ErrorCode::Io, e))
+    let bad = |e: String| Error::new(ErrorCode::InvalidArgument, e);
+    let listen = args.listen.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("address"));
+    let (mut cfg, banner) = match &args.config {
+        Some(path) => (crate::gateway::Config::load(path).map_err(bad)?, vec![]),
+        None => {
+            let (cfg, logins) = crate::gateway::demo::prepare(&args.data_dir, listen).map_err(bad)?;
+            let mut banner = vec![format!("demo logins (kept in {}):", args.data_dir.join("demo-users.json").display())];
+            banner.extend(logins.iter().map(|(u, t)| format!("  user {u:<6} token {t}")));
+            (cfg, banner)
+        }
+    };
+    if let Some(l) = args.listen {
+        cfg.listen = l;
+    }
+    if let Some(w) = args.web_dir {
+        cfg.web_dir = Some(w);
+    }
+    if args.tls_cert.is_some() {
+        cfg.tls_cert = args.tls_cert;
+        cfg.tls_key = args.tls_key;
+    }
+    cfg.dev_tls |= args.dev_tls;
+    cfg.check().map_err(bad)?;
+    block_on(crate::gateway::serve(cfg, banner)).map_err(|e| Error::new(ErrorCode::Io, e))
 }

@@ -132,11 +132,7 @@ pub enum Command {
         keyrings: KeyringArgs,
     },
     /// Run the gateway: public key, object storage, the backend Decrypt (see README).
-    Serve {
-        /// The configuration file (TOML).
-        #[arg(long = "config", value_name = "FILE")]
-        config: std::path::PathBuf,
-    },
+    Serve(ServeArgs),
     /// Run the embedded local KMS (AWS KMS JSON protocol) on a loopback address.
     LocalKms {
         #[command(flatten)]
@@ -178,9 +174,38 @@ pub fn run() -> Result<(), Error> {
         }
         Command::Inspect { input } => commands::inspect(&input),
         Command::LocalKms { store, listen } => commands::local_kms(&store, listen),
-        Command::Serve { config } => commands::serve(&config),
+        Command::Serve(args) => commands::serve(args),
         Command::Keys { store, command } => commands::keys(&store, command),
     }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// The configuration file (TOML; see README).
+    #[arg(long = "config", value_name = "FILE", required_unless_present = "demo")]
+    pub config: Option<std::path::PathBuf>,
+    /// Demo mode, no configuration file: a local KMS key and the users
+    /// alice, bob and carol (their tokens are printed) in --data-dir.
+    #[arg(long = "demo", conflicts_with = "config")]
+    pub demo: bool,
+    /// The data directory of --demo.
+    #[arg(long = "data-dir", value_name = "DIR", default_value = "./kms-envelope-data", requires = "demo")]
+    pub data_dir: std::path::PathBuf,
+    /// Listen address (overrides the configuration).
+    #[arg(long = "listen", value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Serve the web app from this directory at / (overrides the configuration).
+    #[arg(long = "web-dir", value_name = "DIR")]
+    pub web_dir: Option<std::path::PathBuf>,
+    /// HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long = "tls-cert", value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long = "tls-key", value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// HTTPS with a self-signed certificate for localhost, kept in the data directory.
+    #[arg(long = "dev-tls", conflicts_with = "tls_cert")]
+    pub dev_tls: bool,
 }
 
 /// The keyring options in command-line order (the first is the generator).

@@ -7,6 +7,13 @@
 //! # kms_endpoint = "https://kms.us-east-1.amazonaws.com"   # absent: the embedded local KMS
 //! allowed_key_arns = []             # more keys uploads may use (e.g. before a rotation)
 //! max_object_bytes = 1073741824
+//! # tls_cert = "cert.pem"          # PEM chain and key: serve HTTPS (HSTS on)
+//! # tls_key = "key.pem"
+//! # dev_tls = true                  # a self-signed localhost certificate instead
+//! decrypt_rate_per_second = 10      # per user, on average
+//! decrypt_burst = 50                # per user, at once
+//! session_hours = 12                # web login lifetime
+//! # web_dir = "www/dist"            # the web app, served at /
 //! [[users]]
 //! name = "alice"
 //! token_sha256 = "…"                # hex SHA-256 of the user's bearer token
@@ -40,6 +47,20 @@ pub struct Config {
     pub max_object_bytes: u64,
     #[serde(default)]
     pub users: Vec<User>,
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    #[serde(default)]
+    pub dev_tls: bool,
+    #[serde(default = "default_rate")]
+    pub decrypt_rate_per_second: f64,
+    #[serde(default = "default_burst")]
+    pub decrypt_burst: u32,
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u64,
+    #[serde(default)]
+    pub web_dir: Option<PathBuf>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -51,14 +72,25 @@ fn default_data_dir() -> PathBuf {
 fn default_max_object() -> u64 {
     1 << 30
 }
+fn default_rate() -> f64 {
+    10.0
+}
+fn default_burst() -> u32 {
+    50
+}
+fn default_session_hours() -> u64 {
+    12
+}
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let mut c: Config = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        if c.data_dir.is_relative() {
-            if let Some(dir) = path.parent() {
-                c.data_dir = dir.join(&c.data_dir);
+        if let Some(dir) = path.parent() {
+            for p in [Some(&mut c.data_dir), c.tls_cert.as_mut(), c.tls_key.as_mut(), c.web_dir.as_mut()].into_iter().flatten() {
+                if p.is_relative() {
+                    *p = dir.join(&*p);
+                }
             }
         }
         for u in &c.users {
@@ -69,7 +101,24 @@ impl Config {
                 return Err(format!("user name {:?}: use letters, digits, '.', '_' or '-'", u.name));
             }
         }
+        c.check()?;
         Ok(c)
+    }
+
+    /// Checks what a file cannot express.
+    pub fn check(&self) -> Result<(), String> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("tls_cert and tls_key go together".into());
+        }
+        if !(self.decrypt_rate_per_second > 0.0) || self.decrypt_burst == 0 {
+            return Err("decrypt_rate_per_second and decrypt_burst must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Whether the gateway speaks HTTPS.
+    pub fn tls(&self) -> bool {
+        self.dev_tls || self.tls_cert.is_some()
     }
 }
 

@@ -10,10 +10,17 @@
 mod audit;
 pub mod config;
 mod db;
+pub mod demo;
+mod ratelimit;
 mod routes;
+mod session;
+mod tls;
 
+use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -27,13 +34,31 @@ use crate::kms_client::Kms;
 pub struct Gateway {
     pub config: Config,
     pub kms: Kms,
+    /// The configured key's ARN at start.
     pub key_arn: String,
-    pub public_key_der: Vec<u8>,
-    pub key_spec: String,
+    /// Every ARN the configured key (or alias) has resolved to.
+    known_keys: Mutex<HashSet<String>>,
     pub db: Db,
     pub objects_dir: PathBuf,
     pub audit: audit::AuditLog,
     users: Vec<(String, [u8; 32])>,
+    sessions: session::Sessions,
+    decrypt_limit: ratelimit::RateLimiter,
+    login_limit: ratelimit::RateLimiter,
+}
+
+/// The key size, from the length of its DER SPKI.
+pub fn key_spec(der: &[u8]) -> &'static str {
+    match der.len() {
+        n if n < 300 => "RSA_2048",
+        n if n < 450 => "RSA_3072",
+        _ => "RSA_4096",
+    }
+}
+
+/// SHA-256 of the DER SPKI, in hex: what clients pin.
+pub fn fingerprint(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
 }
 
 impl Gateway {
@@ -43,13 +68,7 @@ impl Gateway {
         let objects_dir = data.join("objects");
         std::fs::create_dir_all(objects_dir.join("incoming")).map_err(|e| format!("cannot create {}: {e}", objects_dir.display()))?;
         let db = Db::open(&data.join("gateway.sqlite3"))?;
-        let (key_arn, public_key_der) = kms.public_key(&config.key).await.map_err(|e| e.to_string())?;
-        let key_spec = match public_key_der.len() {
-            n if n < 300 => "RSA_2048",
-            n if n < 450 => "RSA_3072",
-            _ => "RSA_4096",
-        }
-        .to_owned();
+        let (key_arn, _) = kms.public_key(&config.key).await.map_err(|e| e.to_string())?;
         let users = config
             .users
             .iter()
@@ -60,7 +79,11 @@ impl Gateway {
             })
             .collect();
         let audit = audit::AuditLog::open(&data.join("audit.log"))?;
-        let g = Gateway { config, kms, key_arn, public_key_der, key_spec, db, objects_dir, audit, users };
+        let sessions = session::Sessions::new(Duration::from_secs(config.session_hours.max(1) * 3600));
+        let decrypt_limit = ratelimit::RateLimiter::new(config.decrypt_rate_per_second, config.decrypt_burst);
+        let login_limit = ratelimit::RateLimiter::new(0.2, 10);
+        let known_keys = Mutex::new(HashSet::from([key_arn.clone()]));
+        let g = Gateway { config, kms, key_arn, known_keys, db, objects_dir, audit, users, sessions, decrypt_limit, login_limit };
         g.recover();
         Ok(Arc::new(g))
     }
@@ -98,18 +121,20 @@ impl Gateway {
         found
     }
 
-    /// Key ARNs an upload may be wrapped for.
+    /// Key ARNs an upload may be wrapped for: whatever the configured key
+    /// has resolved to, and the configured extra keys.
     pub fn key_allowed(&self, arn: &str) -> bool {
-        arn == self.key_arn || self.config.allowed_key_arns.iter().any(|a| a == arn)
+        self.known_keys.lock().unwrap_or_else(|p| p.into_inner()).contains(arn) || self.config.allowed_key_arns.iter().any(|a| a == arn)
+    }
+
+    fn note_key(&self, arn: &str) {
+        self.known_keys.lock().unwrap_or_else(|p| p.into_inner()).insert(arn.to_owned());
     }
 
     pub fn blob_path(&self, id: &str) -> PathBuf {
         self.objects_dir.join(format!("{id}.esdk"))
     }
 
-    pub fn fingerprint(&self) -> String {
-        hex::encode(Sha256::digest(&self.public_key_der))
-    }
 }
 
 /// Object ids are chosen by the uploader (they sit in the encryption
@@ -121,10 +146,12 @@ pub fn valid_object_id(id: &str) -> bool {
 pub use routes::router;
 
 /// Runs the gateway until interrupted: the embedded local KMS on a loopback
-/// port unless `kms_endpoint` names another, then the HTTP API.
-pub async fn serve(config: Config) -> Result<(), String> {
-    let endpoint = match &config.kms_endpoint {
-        Some(e) => e.clone(),
+/// port unless `kms_endpoint` names another KMS ("aws": the standard AWS
+/// endpoint and credential chain), then the HTTP(S) API.
+pub async fn serve(config: Config, banner: Vec<String>) -> Result<(), String> {
+    let endpoint = match config.kms_endpoint.as_deref() {
+        Some("aws") => None,
+        Some(e) => Some(e.to_owned()),
         None => {
             let kms = crate::localkms::LocalKms::open(&config.data_dir, config.kms_region.as_deref().unwrap_or("us-east-1"))?;
             let (tx, rx) = tokio::sync::oneshot::channel();
@@ -138,22 +165,68 @@ pub async fn serve(config: Config) -> Result<(), String> {
                 }
             });
             let addr = rx.await.map_err(|_| "the local KMS did not start".to_string())?;
-            format!("http://{addr}")
+            Some(format!("http://{addr}"))
         }
     };
-    let kms = Kms::new(Some(&endpoint), config.kms_region.as_deref()).await;
+    let kms = Kms::new(endpoint.as_deref(), config.kms_region.as_deref()).await;
     let listen = config.listen;
+    let mut dev_cert = None;
+    let tls = if config.dev_tls {
+        let (cert, key, fp) = tls::dev_certificate(&config.data_dir)?;
+        dev_cert = Some(format!("development certificate {} (SHA-256 {fp})", cert.display()));
+        Some(tls::load(&cert, &key)?)
+    } else {
+        match (&config.tls_cert, &config.tls_key) {
+            (Some(c), Some(k)) => Some(tls::load(c, k)?),
+            _ => None,
+        }
+    };
     let gw = Gateway::open(config, kms).await?;
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener = std::net::TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    if tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!("serving plain HTTP on {addr}: data keys are refused to clients off this machine; configure TLS");
+    }
     {
         use std::io::Write;
-        println!("gateway listening on http://{addr} (key {}, KMS {endpoint})", gw.key_arn);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let host = if addr.ip().is_loopback() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() };
+        let kms_name = endpoint.as_deref().unwrap_or("AWS KMS");
+        println!("gateway listening on {scheme}://{host} (key {}, KMS {kms_name})", gw.key_arn);
+        if let Some(c) = dev_cert {
+            println!("{c}");
+        }
+        for line in &banner {
+            println!("{line}");
+        }
         let _ = std::io::stdout().flush();
     }
-    axum::serve(listener, router(gw)).with_graceful_shutdown(async {
+    let app = router(gw).into_make_service_with_connect_info::<SocketAddr>();
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
-    .map_err(|e| e.to_string())
+        h.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    let r = match tls {
+        Some(cfg) => {
+            let mut server = axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(cfg)).handle(handle);
+            limit_headers(server.http_builder());
+            server.serve(app).await
+        }
+        None => {
+            let mut server = axum_server::from_tcp(listener).handle(handle);
+            limit_headers(server.http_builder());
+            server.serve(app).await
+        }
+    };
+    r.map_err(|e| e.to_string())
+}
+
+/// A client gets 20 s to send its request headers (slowloris) and at most
+/// 100 headers.
+fn limit_headers(b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
+    b.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(20)).max_headers(100);
+    b.http2().timer(hyper_util::rt::TokioTimer::new()).max_concurrent_streams(100);
 }

@@ -8,15 +8,24 @@
 //! - `POST /v1/decrypt-data-key` `{ keyId, ciphertextBlob, encryptionAlgorithm, encryptionContext }`
 //!   → `{ plaintext, keyId, encryptionAlgorithm }`, the shape of KMS Decrypt
 //!
-//! Every request but the public key needs `Authorization: Bearer TOKEN`.
-//! Errors are `{ "error": CODE, "message": … }`.
+//! - `POST /v1/login` `{ user, token }` → `{ user, csrfToken }` and the session cookie;
+//!   `GET /v1/session` → the same for a live session; `POST /v1/logout`
+//!
+//! Every request but the public key and login needs `Authorization: Bearer
+//! TOKEN` or the session cookie (plus `X-CSRF-Token` on requests that change
+//! anything). Errors are `{ "error": CODE, "message": … }`; 429 and 503
+//! carry `Retry-After`.
 
 use std::io::Write;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -30,57 +39,180 @@ use sha2::{Digest, Sha384};
 use subtle::ConstantTimeEq;
 
 use super::db::Object;
+use super::session::{self, Credential};
 use super::{valid_object_id, Gateway};
 
 type Shared = Arc<Gateway>;
 
 /// The gateway's routes.
 pub fn router(gw: Shared) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/v1/public-key", get(public_key))
+        .route("/v1/login", post(login))
+        .route("/v1/logout", post(logout))
+        .route("/v1/session", get(current_session))
         .route("/v1/objects", post(upload).get(list).layer(DefaultBodyLimit::disable()))
         .route("/v1/objects/{id}", get(download).delete(delete))
         .route("/v1/objects/{id}/shares", post(share))
         .route("/v1/decrypt-data-key", post(decrypt_data_key))
         .layer(DefaultBodyLimit::max(64 * 1024))
-        .with_state(gw)
+        .layer(axum::middleware::from_fn(api_headers));
+    let app = match &gw.config.web_dir {
+        Some(dir) => api.fallback_service(tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true)),
+        None => api,
+    };
+    let tls = gw.config.tls();
+    app.layer(axum::middleware::from_fn(move |req, next| security_headers(tls, req, next))).with_state(gw)
 }
 
-struct ApiError(StatusCode, &'static str, String);
+/// Responses of the API are never cached and never sniffed.
+async fn api_headers(req: Request, next: Next) -> Response {
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Headers on every response: a strict Content-Security-Policy for the web
+/// app (no inline script, no third-party origin; wasm allowed), no framing,
+/// and HSTS when serving HTTPS.
+async fn security_headers(tls: bool, req: Request, next: Next) -> Response {
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self'; \
+             img-src 'self' blob: data:; style-src 'self'; object-src 'none'; base-uri 'none'; \
+             frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    if tls {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    }
+    r
+}
+
+struct ApiError(StatusCode, &'static str, String, Option<Duration>);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.0, Json(json!({ "error": self.1, "message": self.2 }))).into_response();
         if self.0 == StatusCode::TOO_MANY_REQUESTS || self.0 == StatusCode::SERVICE_UNAVAILABLE {
-            r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            let secs = self.3.map(|d| d.as_secs_f64().ceil() as u64).unwrap_or(1).max(1);
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         r
     }
 }
 
 fn err(status: StatusCode, code: &'static str, msg: impl Into<String>) -> ApiError {
-    ApiError(status, code, msg.into())
+    ApiError(status, code, msg.into(), None)
 }
 
 fn unauthorized() -> ApiError {
-    err(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "a valid bearer token is required")
+    err(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "sign in, or send a valid bearer token")
 }
 
-fn user(gw: &Gateway, headers: &HeaderMap) -> Result<String, ApiError> {
-    let h = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
-    let token = h.strip_prefix("Bearer ").ok_or_else(unauthorized)?;
-    gw.user_for_token(token.trim()).map(str::to_owned).ok_or_else(unauthorized)
+/// The caller: a bearer token, or the session cookie. A cookie alone never
+/// authorizes a state change: those need the CSRF token and a same-origin
+/// request.
+fn user(gw: &Gateway, method: &Method, headers: &HeaderMap) -> Result<String, ApiError> {
+    match session::credential(headers) {
+        Credential::Bearer(t) => gw.user_for_token(t).map(str::to_owned).ok_or_else(unauthorized),
+        Credential::Cookie(id) => {
+            let (user, csrf) = gw.sessions.get(id).ok_or_else(unauthorized)?;
+            if session::changes_state(method) && !(session::csrf_ok(headers, &csrf) && session::same_origin(headers)) {
+                return Err(err(StatusCode::FORBIDDEN, "CSRF", "a cross-site request, or no X-CSRF-Token: refused"));
+            }
+            Ok(user)
+        }
+        Credential::None => Err(unauthorized()),
+    }
 }
 
-async fn public_key(State(gw): State<Shared>) -> Response {
-    Json(json!({
-        "keyArn": gw.key_arn,
-        "keySpec": gw.key_spec,
+async fn public_key(State(gw): State<Shared>) -> Result<Response, ApiError> {
+    let (arn, der) = gw.kms.public_key(&gw.config.key).await.map_err(|e| kms_failure(e.detail()))?;
+    gw.note_key(&arn);
+    Ok(Json(json!({
+        "keyArn": arn,
+        "keySpec": super::key_spec(&der),
         "encryptionAlgorithms": ["RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1"],
-        "publicKey": B64.encode(&gw.public_key_der),
-        "fingerprint": gw.fingerprint(),
+        "publicKey": B64.encode(&der),
+        "fingerprint": super::fingerprint(&der),
     }))
-    .into_response()
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    user: String,
+    token: String,
+}
+
+/// Signs a person in: the user's token, checked like a bearer token, buys
+/// a session cookie and the CSRF token the web app sends back.
+async fn login(State(gw): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    if !session::same_origin(&headers) {
+        return Err(err(StatusCode::FORBIDDEN, "CSRF", "a cross-site login: refused"));
+    }
+    if let Err(wait) = gw.login_limit.check(&peer.ip().to_string()) {
+        return Err(ApiError(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "too many sign-in attempts; wait".into(), Some(wait)));
+    }
+    let req: LoginRequest = serde_json::from_slice(&body).map_err(|e| err(StatusCode::BAD_REQUEST, "INVALID_REQUEST", format!("malformed request: {e}")))?;
+    match gw.user_for_token(&req.token) {
+        Some(u) if u == req.user => {
+            let (id, csrf) = gw.sessions.create(u);
+            tracing::info!(user = u, "signed in");
+            let mut r = Json(json!({ "user": u, "csrfToken": csrf })).into_response();
+            let cookie = session::set_cookie(Some(&id), gw.sessions.lifetime());
+            r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?);
+            Ok(r)
+        }
+        _ => Err(err(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "wrong user name or token")),
+    }
+}
+
+async fn logout(State(gw): State<Shared>, method: Method, headers: HeaderMap) -> Result<Response, ApiError> {
+    user(&gw, &method, &headers)?;
+    if let Some(id) = session::session_cookie(&headers) {
+        gw.sessions.remove(id);
+    }
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&session::set_cookie(None, Duration::ZERO)).expect("cookie"));
+    Ok(r)
+}
+
+async fn current_session(State(gw): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let id = session::session_cookie(&headers).ok_or_else(unauthorized)?;
+    let (user, csrf) = gw.sessions.get(id).ok_or_else(unauthorized)?;
+    Ok(Json(json!({ "user": user, "csrfToken": csrf })).into_response())
+}
+
+/// KMS failures as HTTP answers a client can act on.
+fn kms_failure(detail: &str) -> ApiError {
+    let (status, code, msg) = if detail.contains("ThrottlingException") {
+        (StatusCode::TOO_MANY_REQUESTS, "KMS_THROTTLED", "KMS is throttling requests; retry later")
+    } else if detail.contains("DisabledException") {
+        (StatusCode::CONFLICT, "KEY_DISABLED", "the KMS key is disabled")
+    } else if detail.contains("KMSInvalidStateException") {
+        (StatusCode::CONFLICT, "KEY_UNAVAILABLE", "the KMS key is pending deletion or otherwise unusable")
+    } else if detail.contains("NotFoundException") {
+        (StatusCode::CONFLICT, "KEY_NOT_FOUND", "the KMS key does not exist")
+    } else if detail.contains("AccessDeniedException") {
+        (StatusCode::BAD_GATEWAY, "KMS_ACCESS_DENIED", "the gateway may not use this KMS key")
+    } else if detail.contains("InvalidCiphertextException") || detail.contains("IncorrectKeyException") {
+        (StatusCode::FORBIDDEN, "INVALID_CIPHERTEXT", "KMS cannot decrypt this data key")
+    } else if detail.contains("unreachable") {
+        (StatusCode::SERVICE_UNAVAILABLE, "KMS_UNAVAILABLE", "KMS cannot be reached; retry later")
+    } else {
+        (StatusCode::BAD_GATEWAY, "KMS_ERROR", "KMS failed")
+    };
+    ApiError(status, code, format!("{msg} ({detail})"), if status == StatusCode::TOO_MANY_REQUESTS { Some(Duration::from_secs(2)) } else { None })
 }
 
 fn object_json(o: &Object) -> serde_json::Value {
@@ -122,8 +254,8 @@ fn check_header(gw: &Gateway, who: &str, prefix: &[u8]) -> Result<Option<(String
 /// Streams an upload to `incoming/`, checks its header as soon as it is
 /// complete, syncs, renames into place and records the object: an
 /// acknowledged upload survives a crash; a failed one leaves nothing.
-async fn upload(State(gw): State<Shared>, headers: HeaderMap, req: Request) -> Result<Response, ApiError> {
-    let who = user(&gw, &headers)?;
+async fn upload(State(gw): State<Shared>, method: Method, headers: HeaderMap, req: Request) -> Result<Response, ApiError> {
+    let who = user(&gw, &method, &headers)?;
     let max = gw.config.max_object_bytes;
     if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
         if len > max {
@@ -195,8 +327,8 @@ async fn upload(State(gw): State<Shared>, headers: HeaderMap, req: Request) -> R
     Ok((StatusCode::CREATED, Json(object_json(&o))).into_response())
 }
 
-async fn list(State(gw): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let who = user(&gw, &headers)?;
+async fn list(State(gw): State<Shared>, method: Method, headers: HeaderMap) -> Result<Response, ApiError> {
+    let who = user(&gw, &method, &headers)?;
     let objects: Vec<_> = gw.db.list_for(&who).iter().map(object_json).collect();
     Ok(Json(json!({ "objects": objects })).into_response())
 }
@@ -209,8 +341,8 @@ fn not_found() -> ApiError {
     err(StatusCode::NOT_FOUND, "NOT_FOUND", "no such object")
 }
 
-async fn download(State(gw): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let who = user(&gw, &headers)?;
+async fn download(State(gw): State<Shared>, method: Method, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let who = user(&gw, &method, &headers)?;
     if !valid_object_id(&id) {
         return Err(not_found());
     }
@@ -240,8 +372,8 @@ fn tokio_util_stream(f: tokio::fs::File) -> impl futures_util::Stream<Item = std
     })
 }
 
-async fn delete(State(gw): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let who = user(&gw, &headers)?;
+async fn delete(State(gw): State<Shared>, method: Method, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let who = user(&gw, &method, &headers)?;
     let o = gw.db.get(&id).filter(|o| entitled(o, &who)).ok_or_else(not_found)?;
     if o.owner != who {
         return Err(err(StatusCode::FORBIDDEN, "FORBIDDEN", "only the owner may delete"));
@@ -257,8 +389,8 @@ struct ShareRequest {
     user: String,
 }
 
-async fn share(State(gw): State<Shared>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
-    let who = user(&gw, &headers)?;
+async fn share(State(gw): State<Shared>, method: Method, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+    let who = user(&gw, &method, &headers)?;
     let req: ShareRequest = serde_json::from_slice(&body).map_err(|e| err(StatusCode::BAD_REQUEST, "INVALID_REQUEST", e.to_string()))?;
     let o = gw.db.get(&id).filter(|o| entitled(o, &who)).ok_or_else(not_found)?;
     if o.owner != who {
@@ -283,8 +415,23 @@ struct DecryptRequest {
 
 /// The backend Decrypt: authorize on the claimed context, have KMS unwrap
 /// the key, prove the claim with the digest KMS returned, then answer.
-async fn decrypt_data_key(State(gw): State<Shared>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let who = match user(&gw, &headers) {
+async fn decrypt_data_key(
+    State(gw): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    // Data keys never cross the network in clear (loopback aside).
+    if !gw.config.tls() && !peer.ip().is_loopback() {
+        gw.audit.record(None, None, None, false, "plain HTTP from off the machine");
+        return Err(err(StatusCode::FORBIDDEN, "TLS_REQUIRED", "data keys are only served over HTTPS"));
+    }
+    decrypt_inner(gw, method, headers, body).await
+}
+
+async fn decrypt_inner(gw: Shared, method: Method, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let who = match user(&gw, &method, &headers) {
         Ok(u) => u,
         Err(e) => {
             gw.audit.record(None, None, None, false, "no valid token");
@@ -295,6 +442,10 @@ async fn decrypt_data_key(State(gw): State<Shared>, headers: HeaderMap, body: By
         gw.audit.record(Some(&who), object, arn, false, reason);
         err(status, code, reason.to_owned())
     };
+    if let Err(wait) = gw.decrypt_limit.check(&who) {
+        gw.audit.record(Some(&who), None, None, false, "rate limited");
+        return Err(ApiError(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "too many data-key requests; retry later".into(), Some(wait)));
+    }
     let req: DecryptRequest = serde_json::from_slice(&body)
         .map_err(|e| deny(StatusCode::BAD_REQUEST, "INVALID_REQUEST", None, None, &format!("malformed request: {e}")))?;
     let object = req.encryption_context.get("object").cloned();
@@ -323,17 +474,9 @@ async fn decrypt_data_key(State(gw): State<Shared>, headers: HeaderMap, body: By
     let resp = match gw.kms.decrypt(kms_req).await {
         Ok(r) => r,
         Err(e) => {
-            let d = e.detail();
-            let (status, code) = if d.contains("ThrottlingException") {
-                (StatusCode::TOO_MANY_REQUESTS, "ThrottlingException")
-            } else if d.contains("DisabledException") || d.contains("KMSInvalidStateException") {
-                (StatusCode::CONFLICT, "KEY_UNAVAILABLE")
-            } else if d.contains("InvalidCiphertextException") {
-                (StatusCode::FORBIDDEN, "FORBIDDEN")
-            } else {
-                (StatusCode::BAD_GATEWAY, "KMS_ERROR")
-            };
-            return Err(deny(status, code, Some(&object), arn, &format!("KMS: {d}")));
+            let failure = kms_failure(e.detail());
+            gw.audit.record(Some(&who), Some(&object), arn, false, &format!("KMS: {}", e.detail()));
+            return Err(failure);
         }
     };
     // KMS answered for the key asked, with SHA-384(context) ‖ data key.

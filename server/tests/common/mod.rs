@@ -1,0 +1,166 @@
+//! Helpers of the gateway tests: a gateway process on 127.0.0.1 with its
+//! embedded local KMS, users alice, bob and carol, and HTTP helpers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use kms_envelope::{KmsDecrypt, KmsDecryptRequest, KmsDecryptResponse};
+use serde_json::{json, Value};
+use sha2::Digest;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kms-envelope");
+
+pub struct Gw {
+    pub child: Child,
+    pub url: String,
+    pub dir: PathBuf,
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn cli(args: &[&str]) -> String {
+    let o = Command::new(BIN).args(args).env_remove("KMS_ENVELOPE_MASTER_KEY").output().unwrap();
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+pub const TOKENS: [(&str, &str); 3] = [("alice", "token-alice-0123456789"), ("bob", "token-bob-0123456789"), ("carol", "token-carol-0123456789")];
+
+pub fn token(user: &str) -> String {
+    format!("Bearer {}", TOKENS.iter().find(|(u, _)| *u == user).unwrap().1)
+}
+
+pub fn setup(dir: &Path, max: u64) {
+    setup_with(dir, max, "");
+}
+
+/// A key in a fresh local KMS and a gateway configuration with `extra` lines.
+pub fn setup_with(dir: &Path, max: u64, extra: &str) {
+    cli(&["keys", "--data-dir", dir.join("data").to_str().unwrap(), "create", "--spec", "RSA_2048", "--alias", "files"]);
+    let mut cfg = format!("listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nkey = \"alias/files\"\nmax_object_bytes = {max}\n{extra}\n");
+    for (u, t) in TOKENS {
+        cfg += &format!("[[users]]\nname = \"{u}\"\ntoken_sha256 = \"{}\"\n", hex_sha256(t.as_bytes()));
+    }
+    std::fs::write(dir.join("gateway.toml"), cfg).unwrap();
+}
+
+pub fn hex_sha256(b: &[u8]) -> String {
+    sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn start(dir: &Path) -> Gw {
+    start_with(dir, &[])
+}
+
+/// Starts `serve` with extra arguments; reads the URL it prints.
+pub fn start_with(dir: &Path, args: &[&str]) -> Gw {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", dir.join("gateway.toml").to_str().unwrap()])
+        .args(args)
+        .env_remove("KMS_ENVELOPE_MASTER_KEY")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.split_whitespace().nth(3).unwrap_or_else(|| panic!("unexpected: {line:?}")).to_owned();
+    Gw { child, url, dir: dir.to_owned() }
+}
+
+pub fn status(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+    match r {
+        Ok(r) => {
+            let s = r.status();
+            let mut body = String::new();
+            r.into_reader().read_to_string(&mut body).unwrap();
+            (s, serde_json::from_str(&body).unwrap_or(Value::Null))
+        }
+        Err(ureq::Error::Status(s, r)) => (s, r.into_json().unwrap_or(Value::Null)),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+impl Gw {
+    pub fn upload(&self, user: Option<&str>, blob: &[u8]) -> (u16, Value) {
+        let mut req = ureq::post(&format!("{}/v1/objects", self.url));
+        if let Some(u) = user {
+            req = req.set("authorization", &token(u));
+        }
+        status(req.send_bytes(blob))
+    }
+
+    pub fn get_json(&self, user: &str, path: &str) -> (u16, Value) {
+        status(ureq::get(&format!("{}{path}", self.url)).set("authorization", &token(user)).call())
+    }
+
+    pub fn decrypt_key(&self, user: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut req = ureq::post(&format!("{}/v1/decrypt-data-key", self.url));
+        if let Some(u) = user {
+            req = req.set("authorization", &token(u));
+        }
+        status(req.send_json(body.clone()))
+    }
+
+    /// Encrypts `data` with the CLI to the gateway's public key.
+    pub fn seal(&self, owner: &str, object: &str, file: &str, data: &[u8]) -> Vec<u8> {
+        let (_, pk) = status(ureq::get(&format!("{}/v1/public-key", self.url)).call());
+        let der = B64.decode(pk["publicKey"].as_str().unwrap()).unwrap();
+        assert_eq!(pk["fingerprint"], hex_sha256(&der));
+        let arn = pk["keyArn"].as_str().unwrap();
+        let d = &self.dir;
+        std::fs::write(d.join("pk.der"), der).unwrap();
+        std::fs::write(d.join("plain"), data).unwrap();
+        cli(&[
+            "encrypt", "-i", d.join("plain").to_str().unwrap(), "-o", d.join("sealed").to_str().unwrap(),
+            "--context", &format!("owner={owner}"), "--context", &format!("object={object}"), "--context", &format!("file={file}"),
+            "--kms-rsa", &format!("arn={arn},public={}", d.join("pk.der").display()),
+        ]);
+        std::fs::read(d.join("sealed")).unwrap()
+    }
+}
+
+/// The decrypt-data-key request a browser would send for `blob`.
+pub fn request_for(blob: &[u8]) -> Value {
+    let (h, _) = kms_envelope::parse_header(blob).unwrap();
+    let edk = h.encrypted_data_keys.iter().find(|e| e.provider_id == "aws-kms-rsa").unwrap();
+    json!({
+        "keyId": String::from_utf8(edk.provider_info.clone()).unwrap(),
+        "ciphertextBlob": B64.encode(&edk.ciphertext),
+        "encryptionAlgorithm": "RSAES_OAEP_SHA_256",
+        "encryptionContext": h.encryption_context,
+    })
+}
+
+/// A `KmsDecrypt` that asks the gateway, as the browser module's `gatewayKmsDecrypt` does.
+pub struct ViaGateway {
+    pub url: String,
+    pub user: &'static str,
+}
+
+#[async_trait::async_trait]
+impl KmsDecrypt for ViaGateway {
+    async fn decrypt(&self, req: KmsDecryptRequest) -> kms_envelope::Result<KmsDecryptResponse> {
+        let body = json!({ "keyId": req.key_id, "ciphertextBlob": B64.encode(&req.ciphertext_blob),
+                           "encryptionAlgorithm": req.encryption_algorithm.as_str(), "encryptionContext": req.encryption_context });
+        let (s, v) = status(ureq::post(&format!("{}/v1/decrypt-data-key", self.url)).set("authorization", &token(self.user)).send_json(body));
+        if s != 200 {
+            return Err(kms_envelope::Error::new(kms_envelope::ErrorCode::KmsError, format!("{s} {v}")));
+        }
+        Ok(KmsDecryptResponse {
+            key_id: v["keyId"].as_str().unwrap().to_owned(),
+            plaintext: zeroize::Zeroizing::new(B64.decode(v["plaintext"].as_str().unwrap()).unwrap()),
+        })
+    }
+}
+
