@@ -23,7 +23,7 @@ step() {
 step native   cargo test --workspace --all-targets
 step doc      cargo test --workspace --doc
 step interop  cargo test --test interop -- --include-ignored
-step localkms cargo test -p kms-envelope-server --test localkms -- --include-ignored
+step localkms cargo test -p kms-envelope-server --test localkms --test kms_emulators -- --include-ignored
 step node     cargo test --target wasm32-unknown-unknown --test core --test js_node
 step chromium cargo test --target wasm32-unknown-unknown --test browser --test js_browser
 step pkg      bash -c 'scripts/pkg.sh && node tests/pkg/run.mjs'

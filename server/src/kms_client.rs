@@ -39,7 +39,15 @@ impl Kms {
     /// credentials in the environment, fixed local credentials are used.
     pub async fn new(endpoint: Option<&str>, region: Option<&str>) -> Kms {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5));
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
+            // A KMS that hangs must not hang the gateway's callers.
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_attempt_timeout(Duration::from_secs(5))
+                    .operation_timeout(Duration::from_secs(15))
+                    .build(),
+            );
         if let Some(r) = region.map(str::to_owned).or_else(|| std::env::var("AWS_REGION").ok()) {
             loader = loader.region(aws_config::Region::new(r));
         } else if endpoint.is_some() {

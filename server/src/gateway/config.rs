@@ -110,7 +110,7 @@ impl Config {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key go together".into());
         }
-        if !(self.decrypt_rate_per_second > 0.0) || self.decrypt_burst == 0 {
+        if !self.decrypt_rate_per_second.is_finite() || self.decrypt_rate_per_second <= 0.0 || self.decrypt_burst == 0 {
             return Err("decrypt_rate_per_second and decrypt_burst must be positive".into());
         }
         Ok(())

@@ -1,0 +1,214 @@
+//! The gateway and CLI against KMS services other than the embedded one:
+//!
+//! - moto 5.2.5 in server mode (with tests/interop/moto_kms.py's test-only
+//!   patch for RSA): an independent KMS emulator, reached through the same
+//!   `aws-sdk-kms` code path as AWS KMS;
+//! - a fault-injecting proxy (tests/interop/kms_faults.py) in front of the
+//!   local KMS: throttling bursts are retried, sustained throttling becomes
+//!   429 with Retry-After, a KMS that lies about the key or the plaintext or
+//!   drops connections releases no key, and service returns with KMS.
+//!
+//! Both need the Python venv that `make test` sets up, hence `#[ignore]`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use common::*;
+use kms_envelope::{Client, DecryptOptions, KmsRsaAlgorithm, KmsRsaKeyring};
+use serde_json::{json, Value};
+
+/// A helper process that prints a line starting with `ready` (or the local
+/// KMS's `local KMS listening on`); it ends when dropped (stdin closes).
+struct Helper {
+    child: Child,
+    _stdin: Option<ChildStdin>,
+    words: Vec<String>,
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(mut cmd: Command) -> Helper {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("helper starts");
+    let stdin = child.stdin.take();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the helper exited before it was ready");
+        if line.starts_with("ready") || line.starts_with("local KMS listening") {
+            break;
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    Helper { child, _stdin: stdin, words: line.split_whitespace().map(str::to_owned).collect() }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn python(script: &str) -> Command {
+    let mut c = Command::new(root().join(".venv/bin/python"));
+    c.arg(root().join("tests/interop").join(script));
+    c
+}
+
+/// A gateway configuration for `kms_endpoint` and `key`, users as in common.
+fn configure(dir: &Path, endpoint: &str, key: &str) {
+    let mut cfg = format!("listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nkey = \"{key}\"\nkms_endpoint = \"{endpoint}\"\n");
+    for (u, t) in TOKENS {
+        cfg += &format!("[[users]]\nname = \"{u}\"\ntoken_sha256 = \"{}\"\n", hex_sha256(t.as_bytes()));
+    }
+    std::fs::write(dir.join("gateway.toml"), cfg).unwrap();
+}
+
+fn decrypt_whole(gw: &Gw, user: &'static str, arn: &str, blob: &[u8]) -> Vec<u8> {
+    let keyring = KmsRsaKeyring::new(arn, None, KmsRsaAlgorithm::RsaesOaepSha256)
+        .unwrap()
+        .with_kms_decrypt(Arc::new(ViaGateway { url: gw.url.clone(), user }));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(Client::new().decrypt(&keyring, blob, &DecryptOptions::default())).unwrap().0
+}
+
+#[test]
+#[ignore = "needs the Python venv with moto (make test runs it)"]
+fn cli_and_gateway_against_moto() {
+    let mut cmd = python("moto_kms.py");
+    cmd.args(["serve", "--spec", "RSA_2048"]);
+    let moto = spawn(cmd);
+    let (url, arn) = (moto.words[1].clone(), moto.words[2].clone());
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n).to_str().unwrap().to_owned();
+
+    // The CLI: GetPublicKey to encrypt, Decrypt to decrypt, both via aws-sdk-kms.
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(p("plain"), &data).unwrap();
+    let kms = format!("arn={arn}");
+    cli(&["encrypt", "-i", &p("plain"), "-o", &p("sealed"), "--context", "purpose=moto", "--kms-rsa", &kms, "--kms-endpoint", &url]);
+    cli(&["decrypt", "-i", &p("sealed"), "-o", &p("opened"), "--kms-rsa", &kms, "--kms-endpoint", &url]);
+    assert_eq!(std::fs::read(p("opened")).unwrap(), data);
+
+    // The gateway with moto as its KMS.
+    configure(d.path(), &url, "alias/files");
+    let gw = start(d.path());
+    let (_, pk) = status(ureq::get(&format!("{}/v1/public-key", gw.url)).call());
+    assert_eq!(pk["keyArn"], arn.as_str(), "the alias resolves to the key ARN");
+    assert_eq!(pk["keySpec"], "RSA_2048");
+    let blob = gw.seal("alice", "moto-1", "m.bin", &data);
+    assert_eq!(gw.upload(Some("alice"), &blob).0, 201);
+    let req = request_for(&blob);
+    let (s, v) = gw.decrypt_key(Some("alice"), &req);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(B64.decode(v["plaintext"].as_str().unwrap()).unwrap().len(), 80);
+    assert_eq!(v["keyId"], arn.as_str());
+    assert_eq!(gw.decrypt_key(Some("bob"), &req).0, 403);
+    assert_eq!(decrypt_whole(&gw, "alice", &arn, &blob), data);
+
+    // Key state as moto reports it.
+    let set = |state: &str| {
+        let mut c = python("moto_kms.py");
+        assert!(c.args(["set-state", &url, &arn, state]).status().unwrap().success());
+    };
+    set("disable");
+    let (s, v) = gw.decrypt_key(Some("alice"), &req);
+    assert_eq!((s, v["error"].as_str()), (409, Some("KEY_DISABLED")), "{v}");
+    set("enable");
+    assert_eq!(gw.decrypt_key(Some("alice"), &req).0, 200);
+}
+
+fn faults(proxy: &str, f: Value) {
+    let r = ureq::post(&format!("{proxy}/__faults")).send_json(f).unwrap();
+    assert_eq!(r.status(), 204);
+}
+
+fn counters(proxy: &str) -> Value {
+    ureq::get(&format!("{proxy}/__faults")).call().unwrap().into_json().unwrap()
+}
+
+#[test]
+#[ignore = "needs the Python venv (make test runs it)"]
+fn gateway_under_kms_throttling_lies_and_outages() {
+    let d = tempfile::tempdir().unwrap();
+    let kms_dir = d.path().join("kms");
+    let kd = kms_dir.to_str().unwrap();
+    cli(&["keys", "--data-dir", kd, "create", "--spec", "RSA_2048", "--alias", "files"]);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kms-envelope"));
+    cmd.args(["local-kms", "--data-dir", kd, "--listen", "127.0.0.1:0"]).env_remove("KMS_ENVELOPE_MASTER_KEY");
+    let local = spawn(cmd);
+    let kms_url = local.words.last().unwrap().clone();
+    let mut cmd = python("kms_faults.py");
+    cmd.arg(&kms_url);
+    let proxy = spawn(cmd);
+    let purl = proxy.words[1].clone();
+
+    configure(d.path(), &purl, "alias/files");
+    let gw = start(d.path());
+    let data = vec![9u8; 100_000];
+    let blob = gw.seal("alice", "f-1", "f.bin", &data);
+    assert_eq!(gw.upload(Some("alice"), &blob).0, 201);
+    let req = request_for(&blob);
+    let arn = req["keyId"].as_str().unwrap().to_owned();
+    let mut decisions = 0;
+    let mut call = |f: Value| {
+        faults(&purl, f);
+        decisions += 1;
+        let r = ureq::post(&format!("{}/v1/decrypt-data-key", gw.url)).set("authorization", &token("alice")).send_json(req.clone());
+        match r {
+            Ok(r) => (200, None, r.into_json::<Value>().unwrap()),
+            Err(ureq::Error::Status(s, r)) => (s, r.header("retry-after").map(str::to_owned), r.into_json::<Value>().unwrap()),
+            Err(e) => panic!("{e}"),
+        }
+    };
+
+    // A burst of throttling is retried with backoff and succeeds.
+    let (s, _, v) = call(json!({ "throttle": 2 }));
+    assert_eq!(s, 200, "{v}");
+    let c = counters(&purl);
+    assert_eq!((c["throttled"].as_u64(), c["decrypts"].as_u64()), (Some(2), Some(3)), "{c}");
+
+    // Sustained throttling: 429 with Retry-After after a bounded number of tries.
+    let (s, retry, v) = call(json!({ "throttle": -1 }));
+    assert_eq!((s, v["error"].as_str()), (429, Some("KMS_THROTTLED")), "{v}");
+    assert!(retry.unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(v.get("plaintext").is_none());
+    let tries = counters(&purl)["decrypts"].as_u64().unwrap();
+    assert!((2..=5).contains(&tries), "{tries} attempts");
+
+    // KMS comes back: so does service.
+    assert_eq!(call(json!({})).0, 200);
+
+    // A KMS that answers for another key, or with a plaintext whose digest
+    // does not prove the context: no key leaves the gateway.
+    for lie in [json!({ "wrongKeyId": true }), json!({ "wrongPlaintext": true })] {
+        let (s, _, v) = call(lie.clone());
+        assert_eq!(s, 403, "{lie}: {v}");
+        assert!(v.get("plaintext").is_none());
+    }
+
+    // KMS drops every connection: 503 with Retry-After, then recovery.
+    let (s, retry, v) = call(json!({ "down": true }));
+    assert_eq!((s, v["error"].as_str()), (503, Some("KMS_UNAVAILABLE")), "{v}");
+    assert!(retry.is_some());
+    // A slow KMS (under the attempt timeout) is waited for.
+    let (s, _, v) = call(json!({ "delay": 1.5 }));
+    assert_eq!(s, 200, "{v}");
+    faults(&purl, json!({}));
+    assert_eq!(decrypt_whole(&gw, "alice", &arn, &blob), data);
+    decisions += 1;
+
+    let audit = std::fs::read_to_string(d.path().join("data/audit.log")).unwrap();
+    let lines: Vec<Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), decisions, "{audit}");
+    assert_eq!(lines.iter().filter(|l| l["decision"] == "allow").count(), 4);
+}
