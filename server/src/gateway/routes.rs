@@ -65,9 +65,21 @@ pub fn router(gw: Shared) -> Router {
     app.layer(axum::middleware::from_fn(move |req, next| security_headers(tls, req, next))).with_state(gw)
 }
 
-/// Responses of the API are never cached and never sniffed.
+/// Every API request but the streamed upload and download must complete
+/// (body read, KMS call, answer) within this time.
+const REQUEST_TIME_LIMIT: Duration = Duration::from_secs(30);
+
+/// A time limit for the small requests, and responses that are never cached.
 async fn api_headers(req: Request, next: Next) -> Response {
-    let mut r = next.run(req).await;
+    let streamed = req.uri().path().starts_with("/v1/objects") && !req.uri().path().ends_with("/shares") && *req.method() != Method::DELETE;
+    let mut r = if streamed {
+        next.run(req).await
+    } else {
+        match tokio::time::timeout(REQUEST_TIME_LIMIT, next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => err(StatusCode::REQUEST_TIMEOUT, "TIMEOUT", "the request took too long").into_response(),
+        }
+    };
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
