@@ -351,3 +351,60 @@ fn non_loopback_address() -> Option<std::net::IpAddr> {
     s.connect("192.0.2.200:9").or_else(|_| s.connect("10.255.255.1:9")).ok()?;
     Some(s.local_addr().ok()?.ip()).filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
 }
+
+#[test]
+fn chunked_uploads_continue_in_order_and_leave_nothing_when_cancelled() {
+    let d = tempfile::tempdir().unwrap();
+    setup(d.path(), 8 << 20);
+    let gw = start(d.path());
+    let u = |p: &str| format!("{}{p}", gw.url);
+    let data: Vec<u8> = (0..1_500_000u32).map(|i| (i % 253) as u8).collect();
+    let blob = gw.seal("alice", "chunked-1", "c.bin", &data);
+    let alice = token("alice");
+    let bob = token("bob");
+    let a = ("authorization", alice.as_str());
+    let b = ("authorization", bob.as_str());
+
+    let (s, _, v) = send("POST", &u("/v1/uploads"), &[a], None);
+    assert_eq!(s, 201, "{v}");
+    let id = v["uploadId"].as_str().unwrap().to_owned();
+    assert_eq!(v["maxPartBytes"], 16 << 20);
+    let part = |who, offset: usize, bytes: &[u8]| send("PUT", &u(&format!("/v1/uploads/{id}?offset={offset}")), &[who], Some(bytes));
+    let third = blob.len() / 3;
+    assert_eq!(part(a, 0, &blob[..third]).2["received"], third);
+    assert_eq!(part(b, third, &blob[third..2 * third]).0, 404, "bob cannot add to alice's upload");
+    let (s, _, v) = part(a, 0, &blob[..third]);
+    assert_eq!((s, v["error"].as_str(), v["received"].as_u64()), (409, Some("OFFSET_MISMATCH"), Some(third as u64)), "a retried part");
+    assert_eq!(part(a, third, &blob[third..2 * third]).0, 200);
+    assert_eq!(part(a, 2 * third, &blob[2 * third..]).0, 200);
+    assert_eq!(gw.get_json("alice", "/v1/objects/chunked-1").0, 404, "not visible before completion");
+    let (s, _, v) = send("POST", &u(&format!("/v1/uploads/{id}/complete")), &[a], None);
+    assert_eq!((s, v["size"].as_u64()), (201, Some(blob.len() as u64)), "{v}");
+    let r = ureq::get(&u("/v1/objects/chunked-1")).set("authorization", &alice).call().unwrap();
+    let mut got = Vec::new();
+    r.into_reader().read_to_end(&mut got).unwrap();
+    assert_eq!(got, blob);
+    assert_eq!(send("POST", &u(&format!("/v1/uploads/{id}/complete")), &[a], None).0, 404, "completed once");
+
+    // A refused header ends the upload; a cancelled one leaves no file.
+    let incoming = d.path().join("data/objects/incoming");
+    let other = gw.seal("bob", "chunked-2", "x", b"bob's");
+    let id2 = send("POST", &u("/v1/uploads"), &[a], None).2["uploadId"].as_str().unwrap().to_owned();
+    assert_eq!(send("PUT", &u(&format!("/v1/uploads/{id2}?offset=0")), &[a], Some(&other)).0, 403, "owner is bob, uploader alice");
+    assert_eq!(send("PUT", &u(&format!("/v1/uploads/{id2}?offset=0")), &[a], Some(&other)).0, 404);
+    let id3 = send("POST", &u("/v1/uploads"), &[a], None).2["uploadId"].as_str().unwrap().to_owned();
+    let blob3 = gw.seal("alice", "chunked-3", "y", &data);
+    assert_eq!(send("PUT", &u(&format!("/v1/uploads/{id3}?offset=0")), &[a], Some(&blob3[..100_000])).0, 200);
+    assert_eq!(std::fs::read_dir(&incoming).unwrap().count(), 1);
+    assert_eq!(send("DELETE", &u(&format!("/v1/uploads/{id3}")), &[b], None).0, 404);
+    assert_eq!(send("DELETE", &u(&format!("/v1/uploads/{id3}")), &[a], None).0, 204);
+    assert_eq!(std::fs::read_dir(&incoming).unwrap().count(), 0);
+    assert_eq!(send("POST", &u(&format!("/v1/uploads/{id3}/complete")), &[a], None).0, 404);
+    // Ending inside the header is refused, and leaves nothing.
+    let id4 = send("POST", &u("/v1/uploads"), &[a], None).2["uploadId"].as_str().unwrap().to_owned();
+    assert_eq!(send("PUT", &u(&format!("/v1/uploads/{id4}?offset=0")), &[a], Some(&blob3[..20])).0, 200);
+    assert_eq!(send("POST", &u(&format!("/v1/uploads/{id4}/complete")), &[a], None).0, 400);
+    assert_eq!(std::fs::read_dir(&incoming).unwrap().count(), 0);
+    let (_, list) = gw.get_json("alice", "/v1/objects");
+    assert_eq!(list["objects"].as_array().unwrap().len(), 1);
+}

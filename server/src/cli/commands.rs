@@ -190,8 +190,9 @@ pub fn local_kms(store: &super::LocalKmsArgs, listen: std::net::SocketAddr) -> R
     block_on(async move {
         let served = crate::localkms::serve(kms, listen, |addr| {
             use std::io::Write;
-            println!("local KMS listening on http://{addr}");
-            let _ = std::io::stdout().flush();
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "local KMS listening on http://{addr}");
+            let _ = out.flush();
         });
         tokio::select! {
             r = served => r.map_err(|e| Error::new(ErrorCode::Io, format!("local KMS: {e}"))),

@@ -11,10 +11,12 @@ mod audit;
 pub mod config;
 mod db;
 pub mod demo;
+mod incoming;
 mod ratelimit;
 mod routes;
 mod session;
 mod tls;
+mod uploads;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -45,6 +47,7 @@ pub struct Gateway {
     sessions: session::Sessions,
     decrypt_limit: ratelimit::RateLimiter,
     login_limit: ratelimit::RateLimiter,
+    uploads: uploads::Uploads,
 }
 
 /// The key size, from the length of its DER SPKI.
@@ -83,7 +86,7 @@ impl Gateway {
         let decrypt_limit = ratelimit::RateLimiter::new(config.decrypt_rate_per_second, config.decrypt_burst);
         let login_limit = ratelimit::RateLimiter::new(0.2, 10);
         let known_keys = Mutex::new(HashSet::from([key_arn.clone()]));
-        let g = Gateway { config, kms, key_arn, known_keys, db, objects_dir, audit, users, sessions, decrypt_limit, login_limit };
+        let g = Gateway { config, kms, key_arn, known_keys, db, objects_dir, audit, users, sessions, decrypt_limit, login_limit, uploads: Default::default() };
         g.recover();
         Ok(Arc::new(g))
     }
@@ -193,14 +196,13 @@ pub async fn serve(config: Config, banner: Vec<String>) -> Result<(), String> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let host = if addr.ip().is_loopback() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() };
         let kms_name = endpoint.as_deref().unwrap_or("AWS KMS");
-        println!("gateway listening on {scheme}://{host} (key {}, KMS {kms_name})", gw.key_arn);
-        if let Some(c) = dev_cert {
-            println!("{c}");
+        // A closed stdout must not stop the server.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "gateway listening on {scheme}://{host} (key {}, KMS {kms_name})", gw.key_arn);
+        for line in dev_cert.iter().chain(&banner) {
+            let _ = writeln!(out, "{line}");
         }
-        for line in &banner {
-            println!("{line}");
-        }
-        let _ = std::io::stdout().flush();
+        let _ = out.flush();
     }
     let app = router(gw).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();

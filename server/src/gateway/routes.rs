@@ -5,6 +5,9 @@
 //! - `GET  /v1/objects` → `{ objects: [...] }` (owned or shared with the caller)
 //! - `GET  /v1/objects/{id}` → the blob; `DELETE /v1/objects/{id}` (owner)
 //! - `POST /v1/objects/{id}/shares` `{ user }` (owner)
+//! - `POST /v1/uploads` → `{ uploadId, maxPartBytes }`; `PUT /v1/uploads/{id}?offset=N` (bytes)
+//!   → `{ received }`; `POST /v1/uploads/{id}/complete` → 201 as `POST /v1/objects`;
+//!   `DELETE /v1/uploads/{id}` cancels. For clients that cannot stream one request body.
 //! - `POST /v1/decrypt-data-key` `{ keyId, ciphertextBlob, encryptionAlgorithm, encryptionContext }`
 //!   → `{ plaintext, keyId, encryptionAlgorithm }`, the shape of KMS Decrypt
 //!
@@ -16,7 +19,6 @@
 //! anything). Errors are `{ "error": CODE, "message": … }`; 429 and 503
 //! carry `Retry-After`.
 
-use std::io::Write;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -39,6 +41,7 @@ use sha2::{Digest, Sha384};
 use subtle::ConstantTimeEq;
 
 use super::db::Object;
+use super::incoming::{self, Incoming};
 use super::session::{self, Credential};
 use super::{valid_object_id, Gateway};
 
@@ -54,6 +57,9 @@ pub fn router(gw: Shared) -> Router {
         .route("/v1/objects", post(upload).get(list).layer(DefaultBodyLimit::disable()))
         .route("/v1/objects/{id}", get(download).delete(delete))
         .route("/v1/objects/{id}/shares", post(share))
+        .route("/v1/uploads", post(upload_start))
+        .route("/v1/uploads/{id}", axum::routing::put(upload_part).delete(upload_cancel).layer(DefaultBodyLimit::max(MAX_PART)))
+        .route("/v1/uploads/{id}/complete", post(upload_complete))
         .route("/v1/decrypt-data-key", post(decrypt_data_key))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn(api_headers));
@@ -109,7 +115,7 @@ async fn security_headers(tls: bool, req: Request, next: Next) -> Response {
     r
 }
 
-struct ApiError(StatusCode, &'static str, String, Option<Duration>);
+pub struct ApiError(StatusCode, &'static str, String, Option<Duration>);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -122,7 +128,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn err(status: StatusCode, code: &'static str, msg: impl Into<String>) -> ApiError {
+pub fn err(status: StatusCode, code: &'static str, msg: impl Into<String>) -> ApiError {
     ApiError(status, code, msg.into(), None)
 }
 
@@ -232,67 +238,21 @@ fn object_json(o: &Object) -> serde_json::Value {
             "fileName": o.file_name, "sharedWith": o.shared_with })
 }
 
-/// The header's checks: a KMS RSA data key for an allowed key, and a context
-/// whose owner is the uploader and whose object id is fresh.
-fn check_header(gw: &Gateway, who: &str, prefix: &[u8]) -> Result<Option<(String, String, Option<String>)>, ApiError> {
-    let bad = |m: String| err(StatusCode::BAD_REQUEST, "INVALID_MESSAGE", m);
-    let (h, _) = match kms_envelope::parse_header(prefix) {
-        Ok(x) => x,
-        Err(e) if e.code() == kms_envelope::ErrorCode::Truncated => return Ok(None),
-        Err(e) => return Err(bad(format!("not an envelope: {e}"))),
-    };
-    let arn = h
-        .encrypted_data_keys
-        .iter()
-        .filter(|e| e.provider_id == "aws-kms-rsa")
-        .filter_map(|e| std::str::from_utf8(&e.provider_info).ok())
-        .find(|a| gw.key_allowed(a))
-        .ok_or_else(|| bad("no aws-kms-rsa data key for this gateway's KMS key".into()))?
-        .to_owned();
-    let ctx = &h.encryption_context;
-    if ctx.get("owner").map(String::as_str) != Some(who) {
-        return Err(err(StatusCode::FORBIDDEN, "FORBIDDEN", "the encryption context's owner must be the uploader"));
-    }
-    let id = ctx.get("object").ok_or_else(|| bad("the encryption context has no object id".into()))?;
-    if !valid_object_id(id) {
-        return Err(bad("object id: use 1 to 64 letters, digits, '-' or '_'".into()));
-    }
-    if gw.db.exists(id) {
-        return Err(err(StatusCode::CONFLICT, "CONFLICT", "an object with this id exists"));
-    }
-    Ok(Some((id.clone(), arn, ctx.get("file").cloned())))
-}
-
-/// Streams an upload to `incoming/`, checks its header as soon as it is
-/// complete, syncs, renames into place and records the object: an
-/// acknowledged upload survives a crash; a failed one leaves nothing.
+/// Streams an upload to `incoming/` (see `Incoming`): an acknowledged
+/// upload survives a crash; a failed one leaves nothing.
 async fn upload(State(gw): State<Shared>, method: Method, headers: HeaderMap, req: Request) -> Result<Response, ApiError> {
     let who = user(&gw, &method, &headers)?;
     let max = gw.config.max_object_bytes;
     if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
         if len > max {
-            return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "TOO_LARGE", format!("objects are limited to {max} bytes")));
+            return Err(incoming::too_large(max));
         }
     }
-    let tmp = gw.objects_dir.join("incoming").join(uuid::Uuid::new_v4().to_string());
-    let mut file = std::fs::File::create(&tmp).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
-    // Remove the partial file on any early return.
-    struct Guard(Option<std::path::PathBuf>);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            if let Some(p) = self.0.take() {
-                let _ = std::fs::remove_file(p);
-            }
-        }
-    }
-    let mut guard = Guard(Some(tmp.clone()));
+    let mut object = Incoming::new(&gw, &who)?;
     let mut stream = req.into_body().into_data_stream();
-    let mut prefix = Vec::new();
-    let mut checked: Option<(String, String, Option<String>)> = None;
-    let mut size = 0u64;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
     loop {
-        let next = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next()).await;
+        let next = tokio::time::timeout(Duration::from_secs(30), stream.next()).await;
         let chunk: Bytes = match next {
             Err(_) => return Err(err(StatusCode::REQUEST_TIMEOUT, "TIMEOUT", "the upload stalled")),
             Ok(None) => break,
@@ -302,41 +262,69 @@ async fn upload(State(gw): State<Shared>, method: Method, headers: HeaderMap, re
         if tokio::time::Instant::now() > deadline {
             return Err(err(StatusCode::REQUEST_TIMEOUT, "TIMEOUT", "the upload took too long"));
         }
-        size += chunk.len() as u64;
-        if size > max {
-            return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "TOO_LARGE", format!("objects are limited to {max} bytes")));
-        }
-        if checked.is_none() {
-            prefix.extend_from_slice(&chunk);
-            checked = check_header(&gw, &who, &prefix)?;
-            if checked.is_none() && prefix.len() > 1 << 20 {
-                return Err(err(StatusCode::BAD_REQUEST, "INVALID_MESSAGE", "header over 1 MiB"));
-            }
-            if checked.is_some() {
-                prefix = Vec::new();
-            }
-        }
-        file.write_all(&chunk).map_err(|e| err(StatusCode::INSUFFICIENT_STORAGE, "STORAGE", e.to_string()))?;
+        object.push(&gw, &chunk)?;
     }
-    let (id, arn, file_name) = checked.ok_or_else(|| err(StatusCode::BAD_REQUEST, "INVALID_MESSAGE", "the upload ends inside the header"))?;
-    file.sync_all().map_err(|e| err(StatusCode::INSUFFICIENT_STORAGE, "STORAGE", e.to_string()))?;
-    drop(file);
-    let dest = gw.blob_path(&id);
-    if dest.exists() {
-        return Err(err(StatusCode::CONFLICT, "CONFLICT", "an object with this id exists"));
-    }
-    std::fs::rename(&tmp, &dest).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
-    guard.0 = None;
-    if let Ok(d) = std::fs::File::open(&gw.objects_dir) {
-        let _ = d.sync_all();
-    }
-    let o = Object { id: id.clone(), owner: who, key_arn: arn, size, created: crate::localkms::now(), file_name, shared_with: vec![] };
-    if let Err(e) = gw.db.insert(&o) {
-        let _ = std::fs::remove_file(&dest);
-        return Err(err(StatusCode::CONFLICT, "CONFLICT", format!("cannot record the object: {e}")));
-    }
-    tracing::info!(object = %o.id, owner = %o.owner, size, "stored");
+    let o = object.commit(&gw)?;
     Ok((StatusCode::CREATED, Json(object_json(&o))).into_response())
+}
+
+/// Largest part of a chunked upload.
+const MAX_PART: usize = 16 << 20;
+
+/// `POST /v1/uploads`: starts a chunked upload → `{ uploadId, maxPartBytes }`.
+async fn upload_start(State(gw): State<Shared>, method: Method, headers: HeaderMap) -> Result<Response, ApiError> {
+    let who = user(&gw, &method, &headers)?;
+    let object = Incoming::new(&gw, &who)?;
+    let id = gw.uploads.start(&who, object).map_err(|m| err(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_UPLOADS", m))?;
+    Ok((StatusCode::CREATED, Json(json!({ "uploadId": id, "maxPartBytes": MAX_PART }))).into_response())
+}
+
+#[derive(Deserialize)]
+struct PartQuery {
+    offset: u64,
+}
+
+/// `PUT /v1/uploads/{id}?offset=N`: the next bytes; `offset` must be the
+/// number of bytes received so far (a retried part gets 409 with `received`).
+async fn upload_part(
+    State(gw): State<Shared>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<PartQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let who = user(&gw, &method, &headers)?;
+    let mut object = gw.uploads.take(&id, &who).map_err(|(s, m)| err(s, "UPLOAD", m))?;
+    if q.offset != object.size() {
+        let received = object.size();
+        gw.uploads.put_back(&id, object);
+        return Ok((StatusCode::CONFLICT, Json(json!({ "error": "OFFSET_MISMATCH", "message": "the part does not continue the upload", "received": received }))).into_response());
+    }
+    if let Err(e) = object.push(&gw, &body) {
+        gw.uploads.forget(&id); // the upload ends here, and its file with it
+        return Err(e);
+    }
+    let received = object.size();
+    gw.uploads.put_back(&id, object);
+    Ok(Json(json!({ "received": received })).into_response())
+}
+
+/// `POST /v1/uploads/{id}/complete` → 201 and the object, as `POST /v1/objects`.
+async fn upload_complete(State(gw): State<Shared>, method: Method, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let who = user(&gw, &method, &headers)?;
+    let object = gw.uploads.take(&id, &who).map_err(|(s, m)| err(s, "UPLOAD", m))?;
+    gw.uploads.forget(&id);
+    let o = object.commit(&gw)?;
+    Ok((StatusCode::CREATED, Json(object_json(&o))).into_response())
+}
+
+/// `DELETE /v1/uploads/{id}`: cancels; nothing of it remains.
+async fn upload_cancel(State(gw): State<Shared>, method: Method, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let who = user(&gw, &method, &headers)?;
+    drop(gw.uploads.take(&id, &who).map_err(|(s, m)| err(s, "UPLOAD", m))?);
+    gw.uploads.forget(&id);
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn list(State(gw): State<Shared>, method: Method, headers: HeaderMap) -> Result<Response, ApiError> {

@@ -73,7 +73,10 @@ pub fn start_with(dir: &Path, args: &[&str]) -> Gw {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    // Keep reading what else it prints, as a terminal would.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     let url = line.split_whitespace().nth(3).unwrap_or_else(|| panic!("unexpected: {line:?}")).to_owned();
     Gw { child, url, dir: dir.to_owned() }
 }
