@@ -7,11 +7,13 @@ SHELL := /bin/bash
 test: setup
 	scripts/test.sh
 
-## make demo: build the CLI and show the job end to end.
+## make demo: build the npm package, the web app and the gateway, then start the demo on 127.0.0.1.
 demo:
-	scripts/setup.sh rust
+	scripts/setup.sh wasm jstools
+	scripts/pkg.sh
+	scripts/www.sh
 	cargo build --release -p kms-envelope-server
-	scripts/demo-cli.sh
+	scripts/demo.sh
 
 ## make setup: install toolchains, Chromium, the Python and Node SDK peers (idempotent).
 setup:

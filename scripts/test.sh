@@ -27,6 +27,7 @@ step localkms cargo test -p kms-envelope-server --test localkms --test kms_emula
 step node     cargo test --target wasm32-unknown-unknown --test core --test js_node
 step chromium cargo test --target wasm32-unknown-unknown --test browser --test js_browser
 step pkg      bash -c 'scripts/pkg.sh && node tests/pkg/run.mjs'
+step e2e      bash -c 'scripts/www.sh && node tests/e2e/run.mjs'
 
 # Sum the runners' own result lines (cargo's and wasm-bindgen-test-runner's).
 read -r passed failed < <(cat "$logs"/*.log | sed -n 's/^test result: [A-Za-z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' \

@@ -1,0 +1,309 @@
+// End-to-end: the demo web app (www/dist) served by the real gateway with its
+// embedded local KMS on 127.0.0.1, driven in Debian's headless Chromium by
+// playwright-core, as people use it:
+//
+// - alice signs in and uploads a generated file (200 MiB by default) through
+//   the form; the stored object holds no window of the plaintext, and the
+//   official Python SDK (AWS KMS RSA keyring, against the local KMS) decrypts
+//   it to the same SHA-256; alice downloads it through the page and the hash
+//   matches; JS heap and renderer memory are sampled throughout;
+// - bob cannot open alice's file until she shares it through the page;
+// - a flipped byte in a stored object makes the download fail with the
+//   "tampered" message and saves nothing;
+// - screenshots of each page go to artifacts/e2e/.
+//
+//   node tests/e2e/run.mjs            (E2E_MIB=200 by default)
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const MIB = Number(process.env.E2E_MIB || 200);
+const bin = process.env.KMS_ENVELOPE_BIN || join(root, 'target/debug/kms-envelope');
+const shots = join(root, 'artifacts/e2e');
+mkdirSync(shots, { recursive: true });
+const work = mkdtempSync(join(tmpdir(), 'kms-envelope-e2e-'));
+const results = [];
+const record = (name, ok, detail = '') => {
+  results.push({ name, ok: !!ok });
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${name}${detail ? ` (${detail})` : ''}`);
+};
+const sha256File = (p) => new Promise((res, rej) => {
+  const h = createHash('sha256');
+  createReadStream(p).on('data', (c) => h.update(c)).on('end', () => res(h.digest('hex'))).on('error', rej);
+});
+
+// ---- the files -------------------------------------------------------------
+async function writeRandom(path, bytes) {
+  const out = createWriteStream(path);
+  for (let left = bytes; left > 0;) {
+    const n = Math.min(left, 1 << 20);
+    if (!out.write(randomBytes(n))) await new Promise((r) => out.once('drain', r));
+    left -= n;
+  }
+  await new Promise((r) => out.end(r));
+}
+const big = join(work, 'holiday-video.bin');
+await writeRandom(big, MIB << 20);
+const bigSha = await sha256File(big);
+const small = join(work, 'notes.txt');
+writeFileSync(small, Array.from({ length: 40000 }, (_, i) => `line ${i}: the quick brown fox\n`).join(''));
+const smallSha = await sha256File(small);
+const tamperMe = join(work, 'contract.pdf');
+await writeRandom(tamperMe, 3 << 20);
+
+// ---- the gateway -----------------------------------------------------------
+const data = join(work, 'data');
+const gw = spawn(bin, ['serve', '--demo', '--data-dir', data, '--web-dir', join(root, 'www/dist'), '--listen', '127.0.0.1:0'],
+  { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'warn' } });
+const gwErr = [];
+gw.stderr.on('data', (c) => gwErr.push(c));
+const banner = await new Promise((res, rej) => {
+  let out = '';
+  gw.stdout.on('data', (c) => { out += c; if (/user carol/.test(out)) res(out); });
+  gw.on('exit', (code) => rej(new Error(`gateway exited ${code}: ${Buffer.concat(gwErr)}`)));
+  setTimeout(() => rej(new Error(`gateway did not start: ${out}`)), 60000);
+});
+const url = /listening on (\S+)/.exec(banner)[1];
+const kmsUrl = /KMS (http:\/\/[^)\s]+)/.exec(banner)[1];
+const logins = Object.fromEntries([...banner.matchAll(/user (\w+)\s+token (\S+)/g)].map((m) => [m[1], m[2]]));
+record('gateway --demo started with demo logins', logins.alice && logins.bob, url);
+
+// ---- the browser -----------------------------------------------------------
+const { chromium } = await import(join(root, 'scripts/js/node_modules/playwright-core/index.mjs'));
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--enable-precise-memory-info'],
+});
+
+/** Resident memory of Chromium's renderer processes (pages and their workers), in bytes. */
+function rendererRss() {
+  let total = 0;
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (!cmd.includes('chromium') || !cmd.includes('--type=renderer')) continue;
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m) total += Number(m[1]) * 1024;
+    } catch { /* gone */ }
+  }
+  return total;
+}
+
+async function signIn(user) {
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1200, height: 900 } });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  // HTTP refusals the page handles (401 before sign-in, 403/404 for bob) are logged by Chromium; not errors.
+  page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) errors.push(m.text()); });
+  await page.goto(url);
+  await page.waitForSelector('#view-login:not([hidden])');
+  await page.fill('#login-user', user);
+  await page.fill('#login-token', logins[user]);
+  await page.click('#login-submit');
+  await page.waitForSelector('#view-files:not([hidden])');
+  await page.waitForFunction(() => document.getElementById('key-fingerprint').textContent.length === 64
+    && document.getElementById('key-pin').textContent.length > 0);
+  return { context, page, errors };
+}
+
+/** Samples memory while `work` runs: peak main-thread JS heap and renderer RSS. */
+async function measured(page, work) {
+  const base = rendererRss();
+  let heap = 0;
+  let rss = 0;
+  let running = true;
+  const sampler = (async () => {
+    while (running) {
+      heap = Math.max(heap, await page.evaluate(() => performance.memory.usedJSHeapSize).catch(() => 0));
+      rss = Math.max(rss, rendererRss());
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  })();
+  const t0 = Date.now();
+  try {
+    return { value: await work(), heap, rss, base, seconds: (Date.now() - t0) / 1000 };
+  } finally {
+    running = false;
+    await sampler;
+  }
+}
+const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
+
+async function upload(page, path) {
+  const name = path.split('/').pop();
+  await page.evaluate(() => { location.hash = '#/files'; });
+  await page.waitForSelector('#view-files:not([hidden])');
+  await page.setInputFiles('#file-input', path);
+  const li = page.locator(`#transfers li[data-file="${name}"]`);
+  await li.locator('.transfer[data-state="done"], .transfer[data-state="failed"]').waitFor({ timeout: 15 * 60000 });
+  const ok = (await li.locator('.transfer').getAttribute('data-state')) === 'done';
+  return { ok, timings: await li.getAttribute('data-timings'), status: await li.locator('.status').textContent(), sha256: await li.getAttribute('data-sha256'), object: await li.getAttribute('data-object') };
+}
+
+async function download(page, objectId, saveAs) {
+  await page.evaluate(() => { location.hash = '#/files'; });
+  await page.waitForSelector(`#files tr[data-object="${objectId}"]`);
+  await page.selectOption('#save-mode', 'download');
+  const row = page.locator(`#files tr[data-object="${objectId}"]`);
+  let saved = null;
+  const onDownload = async (d) => { saved = saveAs; await d.saveAs(saveAs); };
+  page.on('download', onDownload);
+  await row.locator('button.download').click();
+  await page.waitForSelector('#dl-progress[data-state="done"], #dl-progress[data-state="failed"]', { timeout: 15 * 60000 });
+  const state = await page.getAttribute('#dl-progress', 'data-state');
+  for (let i = 0; state === 'done' && !saved && i < 40; i++) await new Promise((r) => setTimeout(r, 250));
+  page.off('download', onDownload);
+  const status = await page.locator('#dl-progress .status').textContent();
+  return { state, status, saved, verdict: await page.textContent('#dl-verdict'), actual: await page.textContent('#dl-actual') };
+}
+
+try {
+  // ---- alice: sign in, upload the big file ----------------------------------
+  {
+    const ctx = await browser.newContext();
+    const p = await ctx.newPage();
+    await p.goto(url);
+    await p.waitForSelector('#view-login:not([hidden])');
+    await p.screenshot({ path: join(shots, '1-sign-in.png') });
+    await p.fill('#login-user', 'alice');
+    await p.fill('#login-token', 'not-the-token');
+    await p.click('#login-submit');
+    await p.waitForSelector('#notice:not([hidden])');
+    record('a wrong token gets a clear message', /Wrong user name or token/.test(await p.textContent('#notice')));
+    await ctx.close();
+  }
+  const alice = await signIn('alice');
+  const headers = await alice.page.evaluate(async () => Object.fromEntries((await fetch('/')).headers));
+  record('the page is served with a strict CSP', /default-src 'self'/.test(headers['content-security-policy'] || '') && !/unsafe-inline/.test(headers['content-security-policy']));
+  const cookies = await alice.context.cookies();
+  const session = cookies.find((c) => c.name === 'kms_envelope_session');
+  record('the session cookie is HttpOnly, Secure, SameSite=Strict', session && session.httpOnly && session.secure && session.sameSite === 'Strict');
+  const pinned = await alice.page.evaluate(() => JSON.parse(localStorage.getItem(`kms-envelope.pinned-key:${location.origin}`)));
+  const shown = await alice.page.textContent('#key-fingerprint');
+  record('the key fingerprint is shown and pinned on first use', pinned?.fingerprint === shown && /pinned now|matches/.test(await alice.page.textContent('#key-pin')), shown);
+  // A different key than the pinned one blocks uploads until confirmed.
+  await alice.page.evaluate(() => localStorage.setItem(`kms-envelope.pinned-key:${location.origin}`, JSON.stringify({ fingerprint: 'ff'.repeat(32) })));
+  await alice.page.reload();
+  await alice.page.waitForSelector('#key-changed:not([hidden])');
+  record('a changed key blocks uploads with a warning', await alice.page.isDisabled('#file-input'));
+  await alice.page.screenshot({ path: join(shots, '2a-key-changed.png'), fullPage: true });
+  await alice.page.click('#key-trust');
+  await alice.page.waitForSelector('#key-changed', { state: 'hidden' });
+  record('…until the user confirms the new key', !(await alice.page.isDisabled('#file-input')));
+
+  const up = await measured(alice.page, () => upload(alice.page, big));
+  record(`alice uploads ${MIB} MiB through the page`, up.value.ok, `${up.value.status?.slice(0, 80)}; ${(MIB / up.seconds).toFixed(1)} MiB/s incl. hashing`);
+  record('the SHA-256 shown at upload is the file\'s', up.value.sha256 === bigSha);
+  console.log(`     upload timings: ${up.value.timings}`);
+  console.log(`     upload memory: main-thread JS heap peak ${mib(up.heap)}, renderer RSS peak ${mib(up.rss)} (before ${mib(up.base)})`);
+  await alice.page.waitForSelector(`#files tr[data-object="${up.value.object}"]`);
+  await alice.page.screenshot({ path: join(shots, '2-files.png'), fullPage: true });
+
+  // The stored object: ciphertext only.
+  const stored = join(data, 'objects', `${up.value.object}.esdk`);
+  const blob = readFileSync(stored);
+  const plain = readFileSync(big);
+  let leaks = 0;
+  for (let i = 0; i < 64; i++) {
+    const at = Math.floor((i / 64) * (plain.length - 32));
+    if (blob.indexOf(plain.subarray(at, at + 32)) !== -1) leaks++;
+  }
+  record('the stored object contains no 32-byte window of the plaintext (64 samples)', leaks === 0, `${blob.length} bytes stored`);
+  const header = JSON.parse(spawnSync(bin, ['inspect', '-i', stored], { encoding: 'utf8' }).stdout);
+  const edk = header.encrypted_data_keys?.find((k) => k.provider_id === 'aws-kms-rsa');
+  record('the stored header: suite 0x0478, an aws-kms-rsa data key, owner/object/file/sha256 in the context',
+    header.suite_id === '0x0478' && edk && header.encryption_context.owner === 'alice' && header.encryption_context.sha256 === bigSha,
+    JSON.stringify(header.encryption_context));
+
+  // The official Python SDK decrypts it with the KMS RSA keyring.
+  const py = spawnSync(join(root, '.venv/bin/python'), [join(root, 'tests/e2e/py_decrypt.py'), kmsUrl, edk?.provider_info, stored], { encoding: 'utf8' });
+  const pyOut = py.status === 0 ? JSON.parse(py.stdout) : {};
+  record('the Python ESDK (AWS KMS RSA keyring, local KMS) decrypts it to the same SHA-256', pyOut.sha256 === bigSha, py.status === 0 ? '' : py.stderr.slice(-500));
+
+  // alice downloads it back.
+  const back = join(work, 'downloaded.bin');
+  const down = await measured(alice.page, () => download(alice.page, up.value.object, back));
+  record(`alice downloads and decrypts ${MIB} MiB through the page`, down.value.state === 'done' && down.value.saved, `${down.value.status?.slice(0, 60)}; ${(MIB / down.seconds).toFixed(1)} MiB/s`);
+  record('the downloaded file\'s SHA-256 matches, and the page says verified',
+    existsSync(back) && (await sha256File(back)) === bigSha && /verified/.test(down.value.verdict));
+  console.log(`     download memory: main-thread JS heap peak ${mib(down.heap)}, renderer RSS peak ${mib(down.rss)} (before ${mib(down.base)})`);
+  await alice.page.screenshot({ path: join(shots, '3-download.png'), fullPage: true });
+  const heapPeak = Math.max(up.heap, down.heap);
+  const rssGrowth = Math.max(up.rss, down.rss) - Math.min(up.base, down.base);
+  record(`memory stays bounded over the ${MIB} MiB round trip`, heapPeak < 64 << 20 && rssGrowth < Math.max(160 << 20, (MIB << 20) / 2),
+    `JS heap peak ${mib(heapPeak)}, renderer RSS growth ${mib(rssGrowth)}`);
+  writeFileSync(join(shots, 'memory.json'), JSON.stringify({ mib: MIB, upload: { heap: up.heap, rss: up.rss, base: up.base, seconds: up.seconds },
+    download: { heap: down.heap, rss: down.rss, base: down.base, seconds: down.seconds } }, null, 2));
+
+  // ---- bob: not allowed until shared ----------------------------------------
+  const notes = await upload(alice.page, small);
+  record('alice uploads a second file', notes.ok && notes.sha256 === smallSha);
+  const bob = await signIn('bob');
+  record('bob does not see alice\'s files', (await bob.page.locator(`#files tr[data-object="${notes.object}"]`).count()) === 0);
+  await bob.page.evaluate((id) => { location.hash = `#/open/${id}`; }, notes.object);
+  await bob.page.waitForSelector('#dl-progress[data-state="failed"]');
+  const denied = await bob.page.textContent('#dl-progress .status');
+  record('bob opening alice\'s file gets a clear refusal', /does not exist, or you may not see it|not allowed/.test(denied), denied);
+  await bob.page.screenshot({ path: join(shots, '4-not-allowed.png'), fullPage: true });
+  // A direct data-key request with the file's real context is refused too.
+  const blobNotes = readFileSync(join(data, 'objects', `${notes.object}.esdk`));
+  const hdr = JSON.parse(spawnSync(bin, ['inspect', '-i', join(data, 'objects', `${notes.object}.esdk`)], { encoding: 'utf8' }).stdout);
+  const k = hdr.encrypted_data_keys.find((e) => e.provider_id === 'aws-kms-rsa');
+  const direct = await bob.page.evaluate(async (body) => {
+    const csrf = (await (await fetch('/v1/session')).json()).csrfToken;
+    const r = await fetch('/v1/decrypt-data-key', { method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf }, body });
+    return r.status;
+  }, JSON.stringify({ keyId: k.provider_info, ciphertextBlob: k.ciphertext, encryptionAlgorithm: 'RSAES_OAEP_SHA_256', encryptionContext: hdr.encryption_context }));
+  record('bob\'s direct data-key request for it is refused (403)', direct === 403, `${direct}; blob ${blobNotes.length} B`);
+
+  // alice shares it through the page; bob opens it.
+  await alice.page.click('#refresh');
+  const row = alice.page.locator(`#files tr[data-object="${notes.object}"]`);
+  await row.locator('button.share').click();
+  await row.locator('input.share-user').fill('bob');
+  await row.locator('button.share-ok').click();
+  await alice.page.waitForFunction((id) => document.querySelector(`#files tr[data-object="${id}"] td.shared`)?.textContent.includes('bob'), notes.object);
+  record('alice shares it with bob through the page', true);
+  await bob.page.evaluate(() => { location.hash = '#/files'; });
+  await bob.page.click('#refresh');
+  await bob.page.waitForSelector(`#files tr[data-object="${notes.object}"]`);
+  const bobGot = await download(bob.page, notes.object, join(work, 'bob-notes.txt'));
+  record('then bob downloads and decrypts it, hash verified', bobGot.state === 'done' && bobGot.saved && (await sha256File(bobGot.saved)) === smallSha, bobGot.status);
+
+  // ---- tampering -------------------------------------------------------------
+  const victim = await upload(alice.page, tamperMe);
+  const vpath = join(data, 'objects', `${victim.object}.esdk`);
+  const bytes = readFileSync(vpath);
+  bytes[Math.floor(bytes.length / 2)] ^= 0x01;
+  writeFileSync(vpath, bytes);
+  await alice.page.click('#refresh');
+  await alice.page.waitForSelector(`#files tr[data-object="${victim.object}"]`);
+  const t = await download(alice.page, victim.object, join(work, 'tampered.out'));
+  record('a flipped byte: the download fails with the tampered message', t.state === 'failed' && /tampered/.test(t.status), t.status);
+  record('…and nothing is saved', !t.saved && !existsSync(join(work, 'tampered.out')));
+  await alice.page.screenshot({ path: join(shots, '5-tampered.png'), fullPage: true });
+
+  // ---- sign out ----------------------------------------------------------------
+  await alice.page.click('#logout');
+  await alice.page.waitForSelector('#view-login:not([hidden])');
+  const after = await alice.page.evaluate(async () => (await fetch('/v1/objects')).status);
+  record('signing out ends the session on the server', after === 401);
+  record('no page errors', alice.errors.length === 0 && bob.errors.length === 0, [...alice.errors, ...bob.errors].join('; ').slice(0, 500));
+} catch (e) {
+  record('the end-to-end run completed', false, e.stack);
+} finally {
+  await browser.close();
+  gw.kill('SIGTERM');
+}
+
+const passed = results.filter((r) => r.ok).length;
+const failed = results.length - passed;
+console.log(`screenshots: ${shots}`);
+console.log(`test result: ${failed ? 'FAILED' : 'ok'}. ${passed} passed; ${failed} failed`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,214 @@
+// The crypto worker: encrypts uploads and decrypts downloads off the main
+// thread, streaming, with kms-envelope (the npm package) and a streaming
+// SHA-256 (hash-wasm). Messages in: {type: 'upload'|'download'|'cancel', id, …};
+// out: {type: 'progress'|'status'|'done'|'error', id, …}.
+import {
+  KmsRsaKeyring, encryptStream, decryptStream, encryptedSize, gatewayKmsDecrypt,
+} from 'kms-envelope';
+import { createSHA256 } from 'hash-wasm';
+import { b64decode } from './format.js';
+import { GatewayError, explain } from './errors.js';
+
+/** Bytes per PUT of a chunked upload (the gateway accepts up to 16 MiB). */
+const PART = 4 << 20;
+const jobs = new Map();
+
+const post = (msg, transfer) => self.postMessage(msg, transfer || []);
+
+self.onmessage = (ev) => {
+  const m = ev.data;
+  if (m.type === 'cancel') { jobs.get(m.id)?.abort(); return; }
+  const ctl = new AbortController();
+  jobs.set(m.id, ctl);
+  const run = m.type === 'upload' ? upload : download;
+  const state = { lastGateway: null };
+  run(m, ctl.signal, state)
+    .then((result) => post({ type: 'done', id: m.id, ...result }))
+    .catch((e) => post({
+      type: 'error', id: m.id, code: e.code || e.error || e.name || 'ERROR',
+      message: ctl.signal.aborted ? 'Cancelled.' : explain(e, state.lastGateway), detail: String(e && e.message),
+    }))
+    .finally(() => jobs.delete(m.id));
+};
+
+async function answer(res) {
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw new GatewayError(res.status, body.error, body.message);
+  return body;
+}
+
+function api(method, url, csrf, signal, body) {
+  return fetch(url, {
+    method, body, signal, credentials: 'same-origin',
+    headers: { 'X-CSRF-Token': csrf, ...(body ? { 'Content-Type': 'application/octet-stream' } : {}) },
+  }).then(answer);
+}
+
+async function* chunks(stream, signal) {
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      if (signal.aborted) throw new DOMException('cancelled', 'AbortError');
+      const { done, value } = await reader.read();
+      if (done) return;
+      yield value;
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+async function sha256Of(file, signal, id) {
+  const h = await createSHA256();
+  h.init();
+  let done = 0;
+  for await (const c of chunks(file.stream(), signal)) {
+    h.update(c);
+    done += c.length;
+    post({ type: 'progress', id, phase: 'hashing', done, total: file.size });
+  }
+  return h.digest('hex');
+}
+
+/** One part, retried on network errors and 5xx/429; a part the server already has counts as sent. */
+async function putPart(uploadId, offset, body, csrf, signal) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const res = await fetch(`/v1/uploads/${uploadId}?offset=${offset}`, {
+        method: 'PUT', body, signal, credentials: 'same-origin',
+        headers: { 'X-CSRF-Token': csrf, 'Content-Type': 'application/octet-stream' },
+      });
+      if (res.status === 409) {
+        const j = await res.json().catch(() => ({}));
+        if (j.received === offset + body.size) return;
+        throw new GatewayError(409, j.error, j.message);
+      }
+      if ((res.status >= 500 || res.status === 429) && attempt < 4) throw new Error(`retry ${res.status}`);
+      await answer(res);
+      return;
+    } catch (e) {
+      if (signal.aborted || e instanceof GatewayError || attempt >= 4) throw e;
+      await new Promise((r) => setTimeout(r, 250 * 2 ** attempt * (0.5 + Math.random())));
+    }
+  }
+}
+
+async function upload(m, signal) {
+  const { id, file, key, owner, objectId, csrf } = m;
+  const t0 = performance.now();
+  const sha256 = await sha256Of(file, signal, id);
+  const t1 = performance.now();
+  const encryptionContext = { owner, object: objectId, file: file.name, sha256 };
+  const keyring = new KmsRsaKeyring({
+    keyArn: key.keyArn,
+    publicKey: b64decode(key.publicKey),
+    encryptionAlgorithm: 'RSAES_OAEP_SHA_256',
+    publicKeyFingerprint: key.fingerprint,
+    allowedKeyArns: [key.keyArn],
+  });
+  const total = await encryptedSize(keyring, file.size, { encryptionContext });
+  const { uploadId } = await api('POST', '/v1/uploads', csrf, signal);
+  try {
+    const sealed = file.stream().pipeThrough(encryptStream(keyring, { encryptionContext }));
+    let parts = [];
+    let pending = 0;
+    let offset = 0;
+    let putMs = 0;
+    const flush = async () => {
+      // A Blob body: Chromium sends it several times faster than an array.
+      const body = new Blob(parts);
+      parts = [];
+      pending = 0;
+      const tp = performance.now();
+      await putPart(uploadId, offset, body, csrf, signal);
+      putMs += performance.now() - tp;
+      offset += body.size;
+      post({ type: 'progress', id, phase: 'uploading', done: offset, total });
+    };
+    for await (const c of chunks(sealed, signal)) {
+      parts.push(c);
+      pending += c.length;
+      if (pending >= PART) await flush();
+    }
+    if (pending) await flush();
+    if (offset !== total) throw new Error(`sent ${offset} bytes, expected ${total}`);
+    const object = await api('POST', `/v1/uploads/${uploadId}/complete`, csrf, signal);
+    return { object, sha256, size: file.size, timings: { hashMs: t1 - t0, sealAndSendMs: performance.now() - t1, putMs } };
+  } catch (e) {
+    fetch(`/v1/uploads/${uploadId}`, { method: 'DELETE', credentials: 'same-origin', headers: { 'X-CSRF-Token': csrf } }).catch(() => {});
+    throw e;
+  }
+}
+
+async function download(m, signal, state) {
+  const { id, object, csrf, handle } = m;
+  const t0 = performance.now();
+  const res = await fetch(`/v1/objects/${encodeURIComponent(object.id)}`, { credentials: 'same-origin', signal });
+  if (!res.ok) await answer(res);
+  const total = Number(res.headers.get('content-length')) || object.size;
+  // Watch the gateway's answers: say when KMS throttles (the client retries).
+  const watching = async (url, init) => {
+    const r = await fetch(url, init);
+    if (r.status === 429 || r.status === 503) post({ type: 'status', id, message: 'KMS is busy (throttled): retrying…' });
+    if (!r.ok) {
+      const j = await r.clone().json().catch(() => ({}));
+      state.lastGateway = { status: r.status, error: j.error, message: j.message };
+    }
+    return r;
+  };
+  const keyring = new KmsRsaKeyring({
+    keyArn: object.keyArn,
+    encryptionAlgorithm: 'RSAES_OAEP_SHA_256',
+    kmsDecrypt: gatewayKmsDecrypt('/v1/decrypt-data-key', {
+      headers: { 'X-CSRF-Token': csrf }, credentials: 'same-origin', fetch: watching, signal,
+    }),
+  });
+  // The blob must be the object asked for: a server that swaps blobs fails here.
+  const dec = decryptStream(keyring, { encryptionContext: { owner: object.owner, object: object.id } });
+  let received = 0;
+  const counted = new TransformStream({
+    transform(c, out) {
+      received += c.length;
+      post({ type: 'progress', id, phase: 'downloading', done: received, total });
+      out.enqueue(c);
+    },
+  });
+  const hasher = await createSHA256();
+  hasher.init();
+  const hashed = new TransformStream({ transform(c, out) { hasher.update(c); out.enqueue(c); } });
+  let header;
+  dec.messageHeader.then((h) => { header = h; }, () => {});
+  const plain = res.body.pipeThrough(counted, { signal }).pipeThrough(dec).pipeThrough(hashed);
+
+  let blob;
+  if (handle) {
+    // Streams to disk; an error aborts the write, which discards it.
+    const writable = await handle.createWritable();
+    try {
+      await plain.pipeTo(writable, { signal });
+    } catch (e) {
+      await handle.remove?.().catch(() => {});
+      throw e;
+    }
+  } else {
+    // The browser keeps blob data out of the JS heap (on disk when large);
+    // chunks are handed over a few MiB at a time.
+    const parts = [];
+    let batch = [];
+    let batched = 0;
+    for await (const c of chunks(plain, signal)) {
+      batch.push(c);
+      batched += c.length;
+      if (batched >= 4 << 20) { parts.push(new Blob(batch)); batch = []; batched = 0; }
+    }
+    parts.push(new Blob(batch));
+    blob = new Blob(parts, { type: 'application/octet-stream' });
+  }
+  const sha256 = hasher.digest('hex');
+  const expected = header?.encryptionContext?.sha256 || null;
+  if (expected && expected !== sha256) {
+    if (handle) await handle.remove?.().catch(() => {});
+    throw Object.assign(new Error('SHA-256 mismatch'), { code: 'HASH_MISMATCH' });
+  }
+  return { timings: { totalMs: performance.now() - t0 }, sha256, expected, blob, fileName: header?.encryptionContext?.file || object.id, size: received };
+}
