@@ -8,7 +8,11 @@
 //!   429 with Retry-After, a KMS that lies about the key or the plaintext or
 //!   drops connections releases no key, and service returns with KMS.
 //!
-//! Both need the Python venv that `make test` sets up, hence `#[ignore]`.
+//! - the official Python SDK's AWS KMS RSA keyring, against the gateway's
+//!   embedded local KMS: the gateway serves the data key of a message the
+//!   Python keyring made, to its owner only.
+//!
+//! All need the Python venv that `make test` sets up, hence `#[ignore]`.
 
 mod common;
 
@@ -171,6 +175,13 @@ fn gateway_under_kms_throttling_lies_and_outages() {
         }
     };
 
+    // GetPublicKey answers are cached: many public-key requests, one KMS call.
+    faults(&purl, json!({}));
+    for _ in 0..5 {
+        assert_eq!(status(ureq::get(&format!("{}/v1/public-key", gw.url)).call()).0, 200);
+    }
+    assert_eq!(counters(&purl)["ops"].get("GetPublicKey"), None, "{}", counters(&purl));
+
     // A burst of throttling is retried with backoff and succeeds.
     let (s, _, v) = call(json!({ "throttle": 2 }));
     assert_eq!(s, 200, "{v}");
@@ -211,4 +222,29 @@ fn gateway_under_kms_throttling_lies_and_outages() {
     let lines: Vec<Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), decisions, "{audit}");
     assert_eq!(lines.iter().filter(|l| l["decision"] == "allow").count(), 4);
+}
+
+#[test]
+#[ignore = "needs the Python venv (make test runs it)"]
+fn gateway_serves_keys_for_messages_the_python_kms_rsa_keyring_made() {
+    let d = tempfile::tempdir().unwrap();
+    setup(d.path(), 8 << 20);
+    let gw = start(d.path());
+    let (_, pk) = status(ureq::get(&format!("{}/v1/public-key", gw.url)).call());
+    let arn = pk["keyArn"].as_str().unwrap().to_owned();
+    let data: Vec<u8> = (0..400_000u32).map(|i| (i * 13 % 256) as u8).collect();
+    let plain = d.path().join("plain");
+    let made = d.path().join("python.esdk");
+    std::fs::write(&plain, &data).unwrap();
+    let ctx = json!({ "owner": "alice", "object": "py-1", "file": "from-python.bin" }).to_string();
+    let mut c = python("kms_rsa_peer.py");
+    let out = c.args(["encrypt", &gw.kms, &arn, plain.to_str().unwrap(), made.to_str().unwrap(), &ctx]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let blob = std::fs::read(&made).unwrap();
+    let (s, v) = gw.upload(Some("alice"), &blob);
+    assert_eq!(s, 201, "{v}");
+    let req = request_for(&blob);
+    assert_eq!(gw.decrypt_key(Some("alice"), &req).0, 200);
+    assert_eq!(gw.decrypt_key(Some("bob"), &req).0, 403);
+    assert_eq!(decrypt_whole(&gw, "alice", &arn, &blob), data);
 }

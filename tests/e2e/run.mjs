@@ -151,14 +151,15 @@ async function download(page, objectId, saveAs) {
   await page.waitForSelector(`#files tr[data-object="${objectId}"]`);
   await page.selectOption('#save-mode', 'download');
   const row = page.locator(`#files tr[data-object="${objectId}"]`);
-  let saved = null;
-  const onDownload = async (d) => { saved = saveAs; await d.saveAs(saveAs); };
+  let saving = null;
+  const onDownload = (d) => { saving = d.saveAs(saveAs); };
   page.on('download', onDownload);
   await row.locator('button.download').click();
   await page.waitForSelector('#dl-progress[data-state="done"], #dl-progress[data-state="failed"]', { timeout: 15 * 60000 });
   const state = await page.getAttribute('#dl-progress', 'data-state');
-  for (let i = 0; state === 'done' && !saved && i < 40; i++) await new Promise((r) => setTimeout(r, 250));
+  for (let i = 0; state === 'done' && !saving && i < 40; i++) await new Promise((r) => setTimeout(r, 250));
   page.off('download', onDownload);
+  const saved = saving ? (await saving, saveAs) : null;
   const status = await page.locator('#dl-progress .status').textContent();
   return { state, status, saved, verdict: await page.textContent('#dl-verdict'), actual: await page.textContent('#dl-actual') };
 }
@@ -222,7 +223,7 @@ try {
     JSON.stringify(header.encryption_context));
 
   // The official Python SDK decrypts it with the KMS RSA keyring.
-  const py = spawnSync(join(root, '.venv/bin/python'), [join(root, 'tests/e2e/py_decrypt.py'), kmsUrl, edk?.provider_info, stored], { encoding: 'utf8' });
+  const py = spawnSync(join(root, '.venv/bin/python'), [join(root, 'tests/interop/kms_rsa_peer.py'), 'decrypt', kmsUrl, edk?.provider_info, stored], { encoding: 'utf8' });
   const pyOut = py.status === 0 ? JSON.parse(py.stdout) : {};
   record('the Python ESDK (AWS KMS RSA keyring, local KMS) decrypts it to the same SHA-256', pyOut.sha256 === bigSha, py.status === 0 ? '' : py.stderr.slice(-500));
 
@@ -275,6 +276,15 @@ try {
   await bob.page.waitForSelector(`#files tr[data-object="${notes.object}"]`);
   const bobGot = await download(bob.page, notes.object, join(work, 'bob-notes.txt'));
   record('then bob downloads and decrypts it, hash verified', bobGot.state === 'done' && bobGot.saved && (await sha256File(bobGot.saved)) === smallSha, bobGot.status);
+
+  // ---- a disabled KMS key ------------------------------------------------------
+  const keyArn = k.provider_info;
+  const keys = (verb) => spawnSync(bin, ['keys', '--data-dir', data, verb, keyArn], { encoding: 'utf8' }).status === 0;
+  record('the operator disables the KMS key', keys('disable'));
+  const off = await download(alice.page, notes.object, join(work, 'disabled.out'));
+  record('a download then says the key is disabled, and saves nothing', off.state === 'failed' && /disabled/.test(off.status) && !off.saved, off.status);
+  await alice.page.screenshot({ path: join(shots, '4a-key-disabled.png'), fullPage: true });
+  record('the operator enables it again', keys('enable'));
 
   // ---- tampering -------------------------------------------------------------
   const victim = await upload(alice.page, tamperMe);

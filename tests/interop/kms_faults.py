@@ -10,7 +10,7 @@ set with `POST /__faults` (JSON, every field optional):
     delay: SECONDS    wait before forwarding
     wrongKeyId: true  answer another key's ARN as KeyId
     wrongPlaintext: true  flip a bit of the returned Plaintext
-`GET /__faults` answers the counters {decrypts, throttled, forwarded}.
+`GET /__faults` answers the counters {decrypts, throttled, forwarded, ops: {Operation: calls}}.
 """
 import base64
 import json
@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 UPSTREAM = sys.argv[1].rstrip("/")
 lock = threading.Lock()
 faults = {}
-counters = {"decrypts": 0, "throttled": 0, "forwarded": 0}
+counters = {"decrypts": 0, "throttled": 0, "forwarded": 0, "ops": {}}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -53,11 +53,13 @@ class Handler(BaseHTTPRequestHandler):
                 faults.clear()
                 faults.update(json.loads(body or b"{}"))
                 for k in counters:
-                    counters[k] = 0
+                    counters[k] = {} if k == "ops" else 0
             return self.reply(204, b"")
         target = self.headers.get("X-Amz-Target", "")
         decrypt = target.endswith(".Decrypt")
         with lock:
+            op = target.rsplit(".", 1)[-1]
+            counters["ops"][op] = counters["ops"].get(op, 0) + 1
             f = dict(faults) if decrypt else {}
             if decrypt:
                 counters["decrypts"] += 1

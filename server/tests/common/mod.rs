@@ -17,6 +17,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_kms-envelope");
 pub struct Gw {
     pub child: Child,
     pub url: String,
+    /// The KMS the gateway uses (its embedded local KMS unless configured).
+    pub kms: String,
     pub dir: PathBuf,
 }
 
@@ -78,7 +80,8 @@ pub fn start_with(dir: &Path, args: &[&str]) -> Gw {
     // Keep reading what else it prints, as a terminal would.
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     let url = line.split_whitespace().nth(3).unwrap_or_else(|| panic!("unexpected: {line:?}")).to_owned();
-    Gw { child, url, dir: dir.to_owned() }
+    let kms = line.rsplit("KMS ").next().unwrap_or("").trim().trim_end_matches(')').to_owned();
+    Gw { child, url, kms, dir: dir.to_owned() }
 }
 
 pub fn status(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
