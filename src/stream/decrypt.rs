@@ -56,6 +56,7 @@ pub struct Decryptor {
     required: EncryptionContext,
     state: State,
     buf: Vec<u8>,
+    header_len: Option<usize>,
 }
 
 impl Decryptor {
@@ -72,7 +73,38 @@ impl Decryptor {
             required,
             state: State::Header,
             buf: Vec::new(),
+            header_len: None,
         }
+    }
+
+    /// The serialized header's length, once parsed.
+    pub(crate) fn header_len(&self) -> Option<usize> {
+        self.header_len
+    }
+
+    /// Opens the frame with sequence number `seq` (regular or final) that
+    /// `raw` holds exactly, out of order: for range reads, which check
+    /// positions themselves. Needs the data key; signatures are not involved.
+    pub(crate) async fn open_frame_at(&mut self, raw: &[u8], seq: u32, out: &mut Vec<u8>) -> Result<BodyKind> {
+        let State::Body(b) = &mut self.state else {
+            return Err(err!(InvalidState, "the data key is not unwrapped"));
+        };
+        let piece = body::parse_frame(raw, b.header.frame_length)?
+            .ok_or_else(|| err!(Truncated, "frame {seq} ends early"))?;
+        if piece.len != raw.len() {
+            return Err(err!(MalformedMessage, "frame {seq} does not end where the layout says"));
+        }
+        if piece.seq != seq {
+            return Err(err!(FrameSequence, "frame {} where frame {seq} was expected", piece.seq));
+        }
+        let aad = body::body_aad(&b.header.message_id, piece.kind, piece.seq, piece.ct_len as u64);
+        let sealed = &raw[piece.ct_start..piece.ct_start + piece.ct_len + 16];
+        let start = out.len();
+        if b.aead.open(&piece.iv, &aad, sealed, out).await.is_err() {
+            out.truncate(start);
+            return Err(err!(FrameAuthFailed, "frame {seq} does not authenticate"));
+        }
+        Ok(piece.kind)
     }
 
     /// The header, once parsed.
@@ -240,6 +272,7 @@ impl Decryptor {
                         Some(p) => {
                             self.check_header(&p.header)?;
                             pos += p.len;
+                            self.header_len = Some(p.len);
                             self.state = State::NeedKey(Box::new(p));
                         }
                     }

@@ -3,8 +3,10 @@
 
 mod decrypt;
 mod encrypt;
+mod range;
 
 pub use decrypt::{DecryptStatus, Decryptor};
 pub use encrypt::Encryptor;
+pub use range::{RangePlaintext, RangeSource};
 #[cfg(target_arch = "wasm32")]
 pub(crate) use encrypt::FramePlan;

@@ -1,4 +1,5 @@
 //! The core cases, compiled into the native suite (`core.rs`) and the wasm32
 //! suites (`core.rs` under Node, `browser.rs` in Chromium).
 mod core_tests;
-mod vectors;
+mod range;
+pub mod vectors;
