@@ -65,6 +65,14 @@ export function encryptStream(keyring, options) { return wasm.encryptStream(hand
 export function decryptStream(keyring, options) { return wasm.decryptStream(handle(keyring), options); }
 export function encryptedSize(keyring, plaintextSize, options) { return wasm.encryptedSize(handle(keyring), plaintextSize, options); }
 export function parseHeader(bytes) { return wasm.parseHeader(bytes); }
+/**
+ * Decrypts plaintext bytes [start, end) reading only the header and the frames that cover them.
+ * `source`: a Blob/File, a URL (HTTP Range requests), `{ url, headers?, credentials?, fetch? }`
+ * or `{ size, read(offset, length) }`. `end` may be Infinity; the range is clamped like `slice`.
+ */
+export function decryptRange(keyring, source, start, end, options) {
+  return wasm.decryptRange(handle(keyring), source, start, end === undefined ? Infinity : end, options);
+}
 export function gatewayKmsDecrypt(url, options) { return wasm.gatewayKmsDecrypt(url, options); }
 
 /** Hand-driven encryption: `const e = await Encryptor.start(keyring, opts)`, then `update` / `finish`. */

@@ -133,6 +133,28 @@ export function decryptStream(keyring: Keyring, options?: DecryptOptions): Envel
 
 /** Exact size of the message for `plaintextSize` bytes (for Content-Length). */
 export function encryptedSize(keyring: Keyring, plaintextSize: number, options?: EncryptOptions): Promise<number>;
+/** Where `decryptRange` reads a message from. */
+export type RangeSource =
+  | Blob
+  | string
+  | { url: string; headers?: Record<string, string>; credentials?: RequestCredentials; fetch?: typeof fetch }
+  | { size: number; read(offset: number, length: number): Promise<Uint8Array | ArrayBuffer> };
+export interface RangeResult {
+  plaintext: Uint8Array;
+  messageHeader: MessageHeader;
+  /** The range returned, after clamping to the plaintext's length. */
+  start: number;
+  end: number;
+  /** The whole message's plaintext length. */
+  plaintextLength: number;
+}
+/**
+ * Decrypts plaintext bytes [start, end) of a framed message, reading only its header and the frames that
+ * cover the range; each is authenticated. When the range reaches the end, the final frame (and for signed
+ * suites the whole message and its signature) is verified too. A range read cannot prove that frames
+ * outside the range are intact or present.
+ */
+export function decryptRange(keyring: Keyring, source: RangeSource, start: number, end?: number, options?: DecryptOptions): Promise<RangeResult>;
 /** The header of a message, without any key. */
 export function parseHeader(bytes: Bytes): MessageHeader;
 

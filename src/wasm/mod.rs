@@ -14,6 +14,7 @@ mod error;
 mod frames;
 mod gateway;
 mod keyrings;
+mod range;
 mod streams;
 mod webcrypto;
 
@@ -21,5 +22,6 @@ pub use api::{decrypt, encrypt, encrypted_size, parse_header};
 pub use error::envelope_error_class;
 pub use gateway::gateway_kms_decrypt;
 pub use keyrings::{create_multi_keyring, Keyring};
+pub use range::decrypt_range;
 pub use streams::{decrypt_stream, encrypt_stream, Decryptor, Encryptor};
 pub use webcrypto::WebCryptoAead;

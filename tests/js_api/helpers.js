@@ -169,3 +169,24 @@ export async function withoutSubtle(f) {
 export function isEnvelopeError(e, cls) { return e instanceof cls && e instanceof Error && e.name === 'EnvelopeError'; }
 export function errorCode(e) { return e && e.code; }
 export function errorMessage(e) { return e && String(e.message); }
+
+// Sources for decryptRange over `bytes`: a Blob, a { size, read } reader and
+// a URL read through a fetch double that honours (or ignores) Range. Every
+// read is logged as [offset, length].
+export function rangeSources(bytes, honourRange) {
+  const log = [];
+  const reader = {
+    size: bytes.length,
+    async read(offset, length) { log.push([offset, length]); return bytes.slice(offset, offset + length); },
+  };
+  const fetch = async (url, init) => {
+    if (init.method === 'HEAD') return new Response(null, { status: 200, headers: { 'content-length': String(bytes.length) } });
+    const m = /bytes=(\d+)-(\d+)/.exec(init.headers.range || '');
+    if (!m || !honourRange) return new Response(bytes, { status: 200 });
+    const [a, b] = [Number(m[1]), Number(m[2])];
+    log.push([a, b + 1 - a]);
+    return new Response(bytes.slice(a, b + 1), { status: 206, headers: { 'content-range': `bytes ${a}-${b}/${bytes.length}` } });
+  };
+  return { blob: new Blob([bytes]), reader, url: { url: 'https://files.example/object', fetch }, log };
+}
+export function bytesRead(log) { return log.reduce((n, [, len]) => n + len, 0); }

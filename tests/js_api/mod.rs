@@ -42,6 +42,10 @@ extern "C" {
     async fn without_subtle(f: &Function) -> JsValue;
     #[wasm_bindgen(js_name = isEnvelopeError)]
     fn is_envelope_error(e: &JsValue, cls: &JsValue) -> bool;
+    #[wasm_bindgen(js_name = rangeSources)]
+    fn range_sources(bytes: &Uint8Array, honour_range: bool) -> JsValue;
+    #[wasm_bindgen(js_name = bytesRead)]
+    fn bytes_read(log: &JsValue) -> f64;
 }
 
 fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
@@ -399,3 +403,48 @@ fn web_sys_log(s: &str) {
     wasm_bindgen_test::console_log!("{}", s);
 }
 
+
+#[wasm_bindgen_test]
+async fn decrypt_range_reads_only_what_it_needs_from_blobs_readers_and_urls() {
+    let k = raw_aes();
+    let pt = plaintext(200_000);
+    let opts = obj(&[("frameLength", 4096.into()), ("encryptionContext", ctx())]);
+    let r = await_js(encrypt(&k, u8s(&pt), opts)).await.unwrap();
+    let ct = get(&r, "result").dyn_into::<Uint8Array>().unwrap();
+    let total = ct.length() as f64;
+    for kind in ["blob", "reader", "url"] {
+        let sources = range_sources(&ct, true);
+        let source = get(&sources, kind);
+        for (a, b) in [(0usize, 1usize), (4095, 4097), (100_000, 150_000), (199_999, 200_000), (0, 200_000), (5, 5)] {
+            let r = await_js(decrypt_range(&k, source.clone(), a as f64, b as f64, JsValue::UNDEFINED)).await.unwrap_or_else(|e| panic!("{kind} {a}..{b}: {e:?}"));
+            assert_eq!(to_vec(&get(&r, "plaintext")), pt[a..b], "{kind} {a}..{b}");
+            assert_eq!(get(&r, "plaintextLength").as_f64(), Some(200_000.0));
+            assert!(get(&get(&r, "messageHeader"), "encryptionContext").is_object());
+        }
+        if kind != "blob" {
+            let log = get(&sources, "log");
+            Reflect::set(&log, &"length".into(), &0.into()).unwrap();
+            await_js(decrypt_range(&k, source.clone(), 100_000.0, 100_010.0, JsValue::UNDEFINED)).await.unwrap();
+            let read = bytes_read(&log);
+            assert!(read <= 4096.0 + 2.0 * 4128.0, "{kind}: {read} bytes read for 10 bytes of a {total}-byte message");
+        }
+        // `end` left out: to the end.
+        let r = await_js(decrypt_range(&k, source.clone(), 199_990.0, f64::INFINITY, JsValue::UNDEFINED)).await.unwrap();
+        assert_eq!(to_vec(&get(&r, "plaintext")), pt[199_990..]);
+    }
+    // A server that ignores Range is refused, not read whole.
+    let sources = range_sources(&ct, false);
+    expect_code(await_js(decrypt_range(&k, get(&sources, "url"), 0.0, 10.0, JsValue::UNDEFINED)).await, "IO");
+    expect_code(await_js(decrypt_range(&k, JsValue::from(5), 0.0, 10.0, JsValue::UNDEFINED)).await, "INVALID_ARGUMENT");
+    expect_code(await_js(decrypt_range(&k, get(&range_sources(&ct, true), "blob"), -1.0, 10.0, JsValue::UNDEFINED)).await, "INVALID_ARGUMENT");
+    // A tampered frame inside the range fails; outside it, it is never read.
+    let mut bad = ct.to_vec();
+    let at = bad.len() / 2;
+    bad[at] ^= 1;
+    let bad = Uint8Array::from(bad.as_slice());
+    let src = get(&range_sources(&bad, true), "reader");
+    let mid = (at as f64 / total * 200_000.0) as usize;
+    expect_code(await_js(decrypt_range(&k, src.clone(), (mid - 100) as f64, (mid + 100) as f64, JsValue::UNDEFINED)).await, "FRAME_AUTH_FAILED");
+    let r = await_js(decrypt_range(&k, src, 0.0, 50_000.0, JsValue::UNDEFINED)).await.unwrap();
+    assert_eq!(to_vec(&get(&r, "plaintext")), pt[..50_000]);
+}

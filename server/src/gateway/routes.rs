@@ -341,35 +341,26 @@ fn not_found() -> ApiError {
     err(StatusCode::NOT_FOUND, "NOT_FOUND", "no such object")
 }
 
-async fn download(State(gw): State<Shared>, method: Method, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// The blob, with HTTP `Range` support (206, `Content-Range`, 416) so
+/// clients can read a header and a few frames of a large object.
+async fn download(State(gw): State<Shared>, method: Method, headers: HeaderMap, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
+    use tower::ServiceExt;
     let who = user(&gw, &method, &headers)?;
     if !valid_object_id(&id) {
         return Err(not_found());
     }
     let o = gw.db.get(&id).filter(|o| entitled(o, &who)).ok_or_else(not_found)?;
-    let f = tokio::fs::File::open(gw.blob_path(&o.id)).await.map_err(|_| not_found())?;
-    let body = Body::from_stream(tokio_util_stream(f));
-    Response::builder()
-        .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(header::CONTENT_LENGTH, o.size)
-        .body(body)
-        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))
-}
-
-/// A file as a stream of 64 KiB chunks.
-fn tokio_util_stream(f: tokio::fs::File) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
-    futures_util::stream::unfold(f, |mut f| async move {
-        use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 1 << 16];
-        match f.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(Bytes::from(buf)), f))
-            }
-            Err(e) => Some((Err(e), f)),
-        }
-    })
+    let path = gw.blob_path(&o.id);
+    if !path.exists() {
+        return Err(not_found());
+    }
+    let served = tower_http::services::ServeFile::new_with_mime(path, &mime::APPLICATION_OCTET_STREAM)
+        .oneshot(req)
+        .await
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
+    let mut r = served.map(Body::new);
+    r.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    Ok(r)
 }
 
 async fn delete(State(gw): State<Shared>, method: Method, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
