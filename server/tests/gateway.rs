@@ -21,7 +21,8 @@ use sha2::Digest;
 #[test]
 fn gateway_end_to_end_and_authorization_matrix() {
     let d = tempfile::tempdir().unwrap();
-    setup(d.path(), 4 << 20);
+    // No KMS answer cache here: the disabled key must be seen at once.
+    setup_with(d.path(), 4 << 20, "kms_cache_seconds = 0");
     let gw = start(d.path());
     let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 256) as u8).collect();
 

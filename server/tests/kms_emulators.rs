@@ -68,9 +68,10 @@ fn python(script: &str) -> Command {
     c
 }
 
-/// A gateway configuration for `kms_endpoint` and `key`, users as in common.
-fn configure(dir: &Path, endpoint: &str, key: &str) {
-    let mut cfg = format!("listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nkey = \"{key}\"\nkms_endpoint = \"{endpoint}\"\n");
+/// A gateway configuration for `kms_endpoint` and `key`, users as in common,
+/// plus `extra` lines.
+fn configure(dir: &Path, endpoint: &str, key: &str, extra: &str) {
+    let mut cfg = format!("listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nkey = \"{key}\"\nkms_endpoint = \"{endpoint}\"\n{extra}\n");
     for (u, t) in TOKENS {
         cfg += &format!("[[users]]\nname = \"{u}\"\ntoken_sha256 = \"{}\"\n", hex_sha256(t.as_bytes()));
     }
@@ -104,7 +105,7 @@ fn cli_and_gateway_against_moto() {
     assert_eq!(std::fs::read(p("opened")).unwrap(), data);
 
     // The gateway with moto as its KMS.
-    configure(d.path(), &url, "alias/files");
+    configure(d.path(), &url, "alias/files", "kms_cache_seconds = 0");
     let gw = start(d.path());
     let (_, pk) = status(ureq::get(&format!("{}/v1/public-key", gw.url)).call());
     assert_eq!(pk["keyArn"], arn.as_str(), "the alias resolves to the key ARN");
@@ -156,7 +157,7 @@ fn gateway_under_kms_throttling_lies_and_outages() {
     let proxy = spawn(cmd);
     let purl = proxy.words[1].clone();
 
-    configure(d.path(), &purl, "alias/files");
+    configure(d.path(), &purl, "alias/files", "kms_cache_seconds = 0");
     let gw = start(d.path());
     let data = vec![9u8; 100_000];
     let blob = gw.seal("alice", "f-1", "f.bin", &data);
@@ -247,4 +248,49 @@ fn gateway_serves_keys_for_messages_the_python_kms_rsa_keyring_made() {
     assert_eq!(gw.decrypt_key(Some("alice"), &req).0, 200);
     assert_eq!(gw.decrypt_key(Some("bob"), &req).0, 403);
     assert_eq!(decrypt_whole(&gw, "alice", &arn, &blob), data);
+}
+
+#[test]
+#[ignore = "needs the Python venv (make test runs it)"]
+fn gateway_caches_kms_answers_but_authorizes_every_request() {
+    let d = tempfile::tempdir().unwrap();
+    let kd = d.path().join("kms");
+    cli(&["keys", "--data-dir", kd.to_str().unwrap(), "create", "--spec", "RSA_2048", "--alias", "files"]);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kms-envelope"));
+    cmd.args(["local-kms", "--data-dir", kd.to_str().unwrap(), "--listen", "127.0.0.1:0"]).env_remove("KMS_ENVELOPE_MASTER_KEY");
+    let local = spawn(cmd);
+    let mut cmd = python("kms_faults.py");
+    cmd.arg(local.words.last().unwrap());
+    let proxy = spawn(cmd);
+    let purl = proxy.words[1].clone();
+    configure(d.path(), &purl, "alias/files", "kms_cache_seconds = 2");
+    let gw = start(d.path());
+    let blob = gw.seal("alice", "c-1", "c.bin", &[5u8; 70_000]);
+    assert_eq!(gw.upload(Some("alice"), &blob).0, 201);
+    let (s, _) = status(ureq::post(&format!("{}/v1/objects/c-1/shares", gw.url)).set("authorization", &token("alice")).send_json(json!({"user": "bob"})));
+    assert_eq!(s, 200);
+    let req = request_for(&blob);
+    faults(&purl, json!({}));
+    let mut keys = std::collections::HashSet::new();
+    for who in ["alice", "bob", "alice", "bob", "alice"] {
+        let (s, v) = gw.decrypt_key(Some(who), &req);
+        assert_eq!(s, 200, "{who}: {v}");
+        keys.insert(v["plaintext"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(keys.len(), 1);
+    assert_eq!(counters(&purl)["decrypts"], 1, "five entitled requests, one KMS call");
+    // A warm cache changes nothing for the unentitled.
+    assert_eq!(gw.decrypt_key(Some("carol"), &req).0, 403);
+    let mut forged = req.clone();
+    forged["encryptionContext"]["file"] = json!("other.bin");
+    assert_eq!(gw.decrypt_key(Some("alice"), &forged).0, 403, "the cached answer still proves the context");
+    assert_eq!(counters(&purl)["decrypts"], 1);
+    // After the TTL, KMS is asked again.
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    assert_eq!(gw.decrypt_key(Some("bob"), &req).0, 200);
+    assert_eq!(counters(&purl)["decrypts"], 2);
+    let m = ureq::get(&format!("{}/v1/metrics", gw.url)).call().unwrap().into_string().unwrap();
+    assert!(m.contains("kms_envelope_kms_decrypt_calls_total 2"), "{m}");
+    assert!(m.contains("kms_envelope_kms_decrypt_cache_hits_total 5"), "{m}");
+    assert!(m.contains("kms_envelope_data_key_decisions_total{decision=\"deny\"} 2"), "{m}");
 }

@@ -50,6 +50,7 @@ const big = join(work, 'holiday-video.bin');
 await writeRandom(big, MIB << 20);
 const bigSha = await sha256File(big);
 const small = join(work, 'notes.txt');
+writeFileSync(small.replace('notes', 'minutes'), 'minutes of the meeting\n'.repeat(1000));
 writeFileSync(small, Array.from({ length: 40000 }, (_, i) => `line ${i}: the quick brown fox\n`).join(''));
 const smallSha = await sha256File(small);
 const tamperMe = join(work, 'contract.pdf');
@@ -280,8 +281,10 @@ try {
   // ---- a disabled KMS key ------------------------------------------------------
   const keyArn = k.provider_info;
   const keys = (verb) => spawnSync(bin, ['keys', '--data-dir', data, verb, keyArn], { encoding: 'utf8' }).status === 0;
+  // A file nobody has opened yet (opened ones may be served from the gateway's short KMS cache).
+  const fresh = await upload(alice.page, small.replace('notes', 'minutes'));
   record('the operator disables the KMS key', keys('disable'));
-  const off = await download(alice.page, notes.object, join(work, 'disabled.out'));
+  const off = await download(alice.page, fresh.object, join(work, 'disabled.out'));
   record('a download then says the key is disabled, and saves nothing', off.state === 'failed' && /disabled/.test(off.status) && !off.saved, off.status);
   await alice.page.screenshot({ path: join(shots, '4a-key-disabled.png'), fullPage: true });
   record('the operator enables it again', keys('enable'));

@@ -8,7 +8,11 @@ use std::sync::Mutex;
 
 use serde_json::json;
 
-pub struct AuditLog(Mutex<File>);
+pub struct AuditLog {
+    file: Mutex<File>,
+    /// Decisions so far: [allowed, denied].
+    pub counts: [std::sync::atomic::AtomicU64; 2],
+}
 
 impl AuditLog {
     pub fn open(path: &Path) -> Result<AuditLog, String> {
@@ -19,7 +23,7 @@ impl AuditLog {
             .mode(0o600)
             .open(path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        Ok(AuditLog(Mutex::new(f)))
+        Ok(AuditLog { file: Mutex::new(f), counts: Default::default() })
     }
 
     pub fn record(&self, user: Option<&str>, object: Option<&str>, key_arn: Option<&str>, allowed: bool, reason: &str) {
@@ -31,7 +35,8 @@ impl AuditLog {
             "decision": if allowed { "allow" } else { "deny" },
             "reason": reason,
         });
-        let mut f = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        self.counts[usize::from(!allowed)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if writeln!(f, "{line}").and_then(|_| f.sync_data()).is_err() {
             tracing::error!("cannot write the audit log");
         }

@@ -13,6 +13,8 @@
 //! decrypt_rate_per_second = 10      # per user, on average
 //! decrypt_burst = 50                # per user, at once
 //! session_hours = 12                # web login lifetime
+//! kms_cache_seconds = 60            # reuse a KMS Decrypt answer this long (0: never)
+//! kms_cache_entries = 10000
 //! # web_dir = "www/dist"            # the web app, served at /
 //! [[users]]
 //! name = "alice"
@@ -61,6 +63,10 @@ pub struct Config {
     pub session_hours: u64,
     #[serde(default)]
     pub web_dir: Option<PathBuf>,
+    #[serde(default = "default_cache_seconds")]
+    pub kms_cache_seconds: u64,
+    #[serde(default = "default_cache_entries")]
+    pub kms_cache_entries: usize,
 }
 
 fn default_listen() -> SocketAddr {
@@ -80,6 +86,12 @@ fn default_burst() -> u32 {
 }
 fn default_session_hours() -> u64 {
     12
+}
+fn default_cache_seconds() -> u64 {
+    60
+}
+fn default_cache_entries() -> usize {
+    10_000
 }
 
 impl Config {

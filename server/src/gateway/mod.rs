@@ -12,6 +12,7 @@ pub mod config;
 mod db;
 pub mod demo;
 mod incoming;
+mod kms_cache;
 mod ratelimit;
 mod routes;
 mod session;
@@ -48,6 +49,7 @@ pub struct Gateway {
     decrypt_limit: ratelimit::RateLimiter,
     login_limit: ratelimit::RateLimiter,
     uploads: uploads::Uploads,
+    kms_cache: kms_cache::KmsCache,
 }
 
 /// The key size, from the length of its DER SPKI.
@@ -85,8 +87,9 @@ impl Gateway {
         let sessions = session::Sessions::new(Duration::from_secs(config.session_hours.max(1) * 3600));
         let decrypt_limit = ratelimit::RateLimiter::new(config.decrypt_rate_per_second, config.decrypt_burst);
         let login_limit = ratelimit::RateLimiter::new(0.2, 10);
+        let kms_cache = kms_cache::KmsCache::new(Duration::from_secs(config.kms_cache_seconds), config.kms_cache_entries);
         let known_keys = Mutex::new(HashSet::from([key_arn.clone()]));
-        let g = Gateway { config, kms, key_arn, known_keys, db, objects_dir, audit, users, sessions, decrypt_limit, login_limit, uploads: Default::default() };
+        let g = Gateway { config, kms, key_arn, known_keys, db, objects_dir, audit, users, sessions, decrypt_limit, login_limit, uploads: Default::default(), kms_cache };
         g.recover();
         Ok(Arc::new(g))
     }

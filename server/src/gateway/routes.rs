@@ -34,7 +34,7 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use futures_util::StreamExt;
-use kms_envelope::{EncryptionContext, KmsDecrypt, KmsDecryptRequest, KmsRsaAlgorithm};
+use kms_envelope::{EncryptionContext, KmsDecrypt, KmsDecryptRequest, KmsDecryptResponse, KmsRsaAlgorithm};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha384};
@@ -42,6 +42,8 @@ use subtle::ConstantTimeEq;
 
 use super::db::Object;
 use super::incoming::{self, Incoming};
+use super::kms_cache::KmsCache;
+use std::sync::atomic::Ordering;
 use super::session::{self, Credential};
 use super::{valid_object_id, Gateway};
 
@@ -61,6 +63,7 @@ pub fn router(gw: Shared) -> Router {
         .route("/v1/uploads/{id}", axum::routing::put(upload_part).delete(upload_cancel).layer(DefaultBodyLimit::max(MAX_PART)))
         .route("/v1/uploads/{id}/complete", post(upload_complete))
         .route("/v1/decrypt-data-key", post(decrypt_data_key))
+        .route("/v1/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn(api_headers));
     let app = match &gw.config.web_dir {
@@ -209,6 +212,36 @@ async fn current_session(State(gw): State<Shared>, headers: HeaderMap) -> Result
     let id = session::session_cookie(&headers).ok_or_else(unauthorized)?;
     let (user, csrf) = gw.sessions.get(id).ok_or_else(unauthorized)?;
     Ok(Json(json!({ "user": user, "csrfToken": csrf })).into_response())
+}
+
+/// `GET /v1/metrics` (Prometheus text; loopback clients only): KMS Decrypt
+/// calls made and saved by the cache, and data-key decisions.
+async fn metrics(State(gw): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Result<Response, ApiError> {
+    if !peer.ip().is_loopback() {
+        return Err(err(StatusCode::FORBIDDEN, "FORBIDDEN", "metrics are served to this machine only"));
+    }
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let text = format!(
+        "# HELP kms_envelope_kms_decrypt_calls_total KMS Decrypt calls made.\n\
+         # TYPE kms_envelope_kms_decrypt_calls_total counter\n\
+         kms_envelope_kms_decrypt_calls_total {}\n\
+         # HELP kms_envelope_kms_decrypt_cache_hits_total KMS Decrypt calls saved by the cache.\n\
+         # TYPE kms_envelope_kms_decrypt_cache_hits_total counter\n\
+         kms_envelope_kms_decrypt_cache_hits_total {}\n\
+         # HELP kms_envelope_kms_decrypt_cache_entries KMS answers cached now.\n\
+         # TYPE kms_envelope_kms_decrypt_cache_entries gauge\n\
+         kms_envelope_kms_decrypt_cache_entries {}\n\
+         # HELP kms_envelope_data_key_decisions_total Data-key requests by decision.\n\
+         # TYPE kms_envelope_data_key_decisions_total counter\n\
+         kms_envelope_data_key_decisions_total{{decision=\"allow\"}} {}\n\
+         kms_envelope_data_key_decisions_total{{decision=\"deny\"}} {}\n",
+        n(&gw.kms_cache.calls),
+        n(&gw.kms_cache.hits),
+        gw.kms_cache.len(),
+        n(&gw.audit.counts[0]),
+        n(&gw.audit.counts[1]),
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 /// KMS failures as HTTP answers a client can act on.
@@ -461,13 +494,21 @@ async fn decrypt_inner(gw: Shared, method: Method, headers: HeaderMap, body: Byt
         .map_err(|_| deny(StatusCode::BAD_REQUEST, "INVALID_REQUEST", Some(&object), arn, "ciphertextBlob is not base64"))?;
     let serialized = kms_envelope::format::context::serialize(&req.encryption_context)
         .map_err(|_| deny(StatusCode::BAD_REQUEST, "INVALID_REQUEST", Some(&object), arn, "invalid encryption context"))?;
-    let kms_req = KmsDecryptRequest { key_id: req.key_id.clone(), ciphertext_blob: blob, encryption_algorithm: alg, encryption_context: req.encryption_context.clone() };
-    let resp = match gw.kms.decrypt(kms_req).await {
-        Ok(r) => r,
-        Err(e) => {
-            let failure = kms_failure(e.detail());
-            gw.audit.record(Some(&who), Some(&object), arn, false, &format!("KMS: {}", e.detail()));
-            return Err(failure);
+    // A cached KMS answer for this wrapped key, or KMS itself.
+    let cache_key = KmsCache::key(&req.key_id, alg.as_str(), &blob);
+    let (resp, cached) = match gw.kms_cache.get(&cache_key) {
+        Some((key_id, plaintext)) => (KmsDecryptResponse { key_id, plaintext }, true),
+        None => {
+            gw.kms_cache.calls.fetch_add(1, Ordering::Relaxed);
+            let kms_req = KmsDecryptRequest { key_id: req.key_id.clone(), ciphertext_blob: blob, encryption_algorithm: alg, encryption_context: req.encryption_context.clone() };
+            match gw.kms.decrypt(kms_req).await {
+                Ok(r) => (r, false),
+                Err(e) => {
+                    let failure = kms_failure(e.detail());
+                    gw.audit.record(Some(&who), Some(&object), arn, false, &format!("KMS: {}", e.detail()));
+                    return Err(failure);
+                }
+            }
         }
     };
     // KMS answered for the key asked, with SHA-384(context) ‖ data key.
@@ -475,6 +516,9 @@ async fn decrypt_inner(gw: Shared, method: Method, headers: HeaderMap, body: Byt
     let proven = resp.key_id == req.key_id && resp.plaintext.len() > 48 && bool::from(resp.plaintext[..48].ct_eq(&digest));
     if !proven {
         return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", Some(&object), arn, "the wrapped key is bound to another encryption context"));
+    }
+    if !cached {
+        gw.kms_cache.put(cache_key, &resp.key_id, &resp.plaintext);
     }
     gw.audit.record(Some(&who), Some(&object), arn, true, if o.owner == who { "owner" } else { "shared" });
     Ok(Json(json!({ "plaintext": B64.encode(&resp.plaintext[..]), "keyId": resp.key_id, "encryptionAlgorithm": alg.as_str() })).into_response())
