@@ -243,6 +243,25 @@ try {
   writeFileSync(join(shots, 'memory.json'), JSON.stringify({ mib: MIB, upload: { heap: up.heap, rss: up.rss, base: up.base, seconds: up.seconds },
     download: { heap: down.heap, rss: down.rss, base: down.base, seconds: down.seconds } }, null, 2));
 
+  // ---- preview: the first 64 KiB from the frames that hold them ------------------
+  async function preview(page, objectId) {
+    await page.evaluate(() => { location.hash = '#/files'; });
+    await page.waitForSelector(`#files tr[data-object="${objectId}"]`);
+    await page.locator(`#files tr[data-object="${objectId}"] button.preview`).click();
+    await page.waitForSelector('#dl-progress[data-state="done"], #dl-progress[data-state="failed"]');
+    return {
+      state: await page.getAttribute('#dl-progress', 'data-state'),
+      read: Number(await page.getAttribute('#dl-progress', 'data-read')),
+      text: await page.locator('#dl-progress .preview pre').textContent().catch(() => ''),
+      status: await page.locator('#dl-progress .status').textContent(),
+    };
+  }
+  const pv = await preview(alice.page, up.value.object);
+  record(`a preview of the ${MIB} MiB file downloads only its header and first frames`, pv.state === 'done' && pv.read > 0 && pv.read < 200 * 1024,
+    `${pv.read} bytes read; ${pv.status}`);
+  const hex = [...plain.subarray(0, 8)].map((x) => x.toString(16).padStart(2, '0')).join(' ');
+  record('…and shows its first bytes', pv.text.includes(hex), pv.text.slice(0, 40));
+
   // ---- bob: not allowed until shared ----------------------------------------
   const notes = await upload(alice.page, small);
   record('alice uploads a second file', notes.ok && notes.sha256 === smallSha);
@@ -276,6 +295,10 @@ try {
   await bob.page.click('#refresh');
   await bob.page.waitForSelector(`#files tr[data-object="${notes.object}"]`);
   const bobGot = await download(bob.page, notes.object, join(work, 'bob-notes.txt'));
+  const bobPreview = await preview(bob.page, notes.object);
+  record('bob previews the shared text file: its first lines, from one frame', bobPreview.state === 'done'
+    && bobPreview.text.startsWith('line 0: the quick brown fox') && bobPreview.read < 80 * 1024, `${bobPreview.read} bytes read`);
+  await bob.page.screenshot({ path: join(shots, '3a-preview.png'), fullPage: true });
   record('then bob downloads and decrypts it, hash verified', bobGot.state === 'done' && bobGot.saved && (await sha256File(bobGot.saved)) === smallSha, bobGot.status);
 
   // ---- a disabled KMS key ------------------------------------------------------

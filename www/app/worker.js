@@ -3,7 +3,7 @@
 // SHA-256 (hash-wasm). Messages in: {type: 'upload'|'download'|'cancel', id, …};
 // out: {type: 'progress'|'status'|'done'|'error', id, …}.
 import {
-  KmsRsaKeyring, encryptStream, decryptStream, encryptedSize, gatewayKmsDecrypt,
+  KmsRsaKeyring, encryptStream, decryptStream, encryptedSize, gatewayKmsDecrypt, decryptRange,
 } from 'kms-envelope';
 import { createSHA256 } from 'hash-wasm';
 import { b64decode } from './format.js';
@@ -20,7 +20,7 @@ self.onmessage = (ev) => {
   if (m.type === 'cancel') { jobs.get(m.id)?.abort(); return; }
   const ctl = new AbortController();
   jobs.set(m.id, ctl);
-  const run = m.type === 'upload' ? upload : download;
+  const run = { upload, download, preview }[m.type];
   const state = { lastGateway: null };
   run(m, ctl.signal, state)
     .then((result) => post({ type: 'done', id: m.id, ...result }))
@@ -140,12 +140,7 @@ async function upload(m, signal) {
   }
 }
 
-async function download(m, signal, state) {
-  const { id, object, csrf, handle } = m;
-  const t0 = performance.now();
-  const res = await fetch(`/v1/objects/${encodeURIComponent(object.id)}`, { credentials: 'same-origin', signal });
-  if (!res.ok) await answer(res);
-  const total = Number(res.headers.get('content-length')) || object.size;
+function keyringFor(object, csrf, signal, id, state) {
   // Watch the gateway's answers: say when KMS throttles (the client retries).
   const watching = async (url, init) => {
     const r = await fetch(url, init);
@@ -156,13 +151,38 @@ async function download(m, signal, state) {
     }
     return r;
   };
-  const keyring = new KmsRsaKeyring({
+  return new KmsRsaKeyring({
     keyArn: object.keyArn,
     encryptionAlgorithm: 'RSAES_OAEP_SHA_256',
     kmsDecrypt: gatewayKmsDecrypt('/v1/decrypt-data-key', {
       headers: { 'X-CSRF-Token': csrf }, credentials: 'same-origin', fetch: watching, signal,
     }),
   });
+}
+
+/** The first `bytes` of a file, decrypted from only the frames that hold them (HTTP Range requests). */
+async function preview(m, signal, state) {
+  const { id, object, csrf, bytes } = m;
+  let read = 0;
+  const counting = async (url, init) => {
+    const r = await fetch(url, { ...init, signal });
+    if (r.ok && init.method !== 'HEAD') read += Number(r.headers.get('content-length') || 0);
+    if (!r.ok) state.lastGateway = { status: r.status };
+    return r;
+  };
+  const keyring = keyringFor(object, csrf, signal, id, state);
+  const source = { url: `/v1/objects/${encodeURIComponent(object.id)}`, credentials: 'same-origin', fetch: counting };
+  const r = await decryptRange(keyring, source, 0, bytes, { encryptionContext: { owner: object.owner, object: object.id } });
+  return { plaintext: r.plaintext, plaintextLength: r.plaintextLength, read, fileName: r.messageHeader.encryptionContext.file };
+}
+
+async function download(m, signal, state) {
+  const { id, object, csrf, handle } = m;
+  const t0 = performance.now();
+  const res = await fetch(`/v1/objects/${encodeURIComponent(object.id)}`, { credentials: 'same-origin', signal });
+  if (!res.ok) await answer(res);
+  const total = Number(res.headers.get('content-length')) || object.size;
+  const keyring = keyringFor(object, csrf, signal, id, state);
   // The blob must be the object asked for: a server that swaps blobs fails here.
   const dec = decryptStream(keyring, { encryptionContext: { owner: object.owner, object: object.id } });
   let received = 0;
