@@ -74,6 +74,10 @@ pub struct EncryptOptions {
     pub frame_length: u32,
     /// Encryption context (no `aws-crypto-` keys).
     pub encryption_context: EncryptionContext,
+    /// The plaintext's length, if known before encrypting (one-shot
+    /// `encrypt` sets it). Then it is enforced, and caching keyrings may
+    /// reuse data keys within their byte limits.
+    pub plaintext_length: Option<u64>,
 }
 
 impl Default for EncryptOptions {
@@ -82,6 +86,7 @@ impl Default for EncryptOptions {
             suite: AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY,
             frame_length: DEFAULT_FRAME_LENGTH,
             encryption_context: EncryptionContext::new(),
+            plaintext_length: None,
         }
     }
 }
@@ -174,6 +179,7 @@ impl Client {
                 encryption_context: ctx,
                 data_key: None,
                 encrypted_data_keys: Vec::new(),
+                plaintext_length: opts.plaintext_length,
             })
             .await?;
         let data_key = materials
@@ -196,7 +202,9 @@ impl Client {
             suite_data: keys.commit_key.as_deref().copied(),
         };
         let aead = self.aead.new_key(&keys.encryption_key).await?;
-        Encryptor::new(header, aead, signer).await
+        let mut enc = Encryptor::new(header, aead, signer).await?;
+        enc.declare_len(opts.plaintext_length);
+        Ok(enc)
     }
 
     /// Starts decrypting a message (feed it bytes, unwrap the key when asked).
@@ -206,6 +214,15 @@ impl Client {
 
     /// Encrypts a whole plaintext in one call.
     pub async fn encrypt(&self, keyring: &dyn Keyring, plaintext: &[u8], opts: &EncryptOptions) -> Result<Vec<u8>> {
+        let mut sized;
+        let opts = match opts.plaintext_length {
+            Some(_) => opts,
+            None => {
+                sized = opts.clone();
+                sized.plaintext_length = Some(plaintext.len() as u64);
+                &sized
+            }
+        };
         let mut enc = self.encryptor(keyring, opts).await?;
         let mut out = Vec::with_capacity(
             crate::format::body::framed_body_len(plaintext.len() as u64, opts.frame_length)

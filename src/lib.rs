@@ -54,7 +54,7 @@ pub use error::{Error, ErrorCode, Result};
 pub use format::context::EncryptionContext;
 pub use format::{parse_header, ContentType, EncryptedDataKey, Header};
 pub use keyring::{
-    KmsDecrypt, KmsDecryptRequest, KmsDecryptResponse, KmsRsaAlgorithm, KmsRsaKeyring, Keyring, MultiKeyring,
+    CacheLimits, CachingKeyring, MaterialsCache, KmsDecrypt, KmsDecryptRequest, KmsDecryptResponse, KmsRsaAlgorithm, KmsRsaKeyring, Keyring, MultiKeyring,
     RawAesKeyring, RawRsaKeyring, RsaPadding,
 };
 pub use materials::{DecryptionMaterials, EncryptionMaterials};

@@ -20,6 +20,9 @@ pub struct EncryptionMaterials {
     pub data_key: Option<DataKey>,
     /// Every wrapped copy of the data key.
     pub encrypted_data_keys: Vec<EncryptedDataKey>,
+    /// The message's plaintext length when known up front (caching keyrings
+    /// count bytes per data key with it).
+    pub plaintext_length: Option<u64>,
 }
 
 impl fmt::Debug for EncryptionMaterials {

@@ -1,12 +1,14 @@
 //! Keyrings wrap a data key on encrypt and unwrap one on decrypt
 //! (SPEC framework/keyring-interface.md).
 
+mod caching;
 mod kms_rsa;
 mod multi;
 mod raw_aes;
 mod raw_rsa;
 mod rsa_keys;
 
+pub use caching::{CacheLimits, CachingKeyring, MaterialsCache};
 pub use kms_rsa::{KmsDecrypt, KmsDecryptRequest, KmsDecryptResponse, KmsRsaAlgorithm, KmsRsaKeyring};
 pub use multi::MultiKeyring;
 pub use raw_aes::RawAesKeyring;

@@ -27,6 +27,8 @@ pub struct Encryptor {
     buf: Vec<u8>,
     plaintext_len: u64,
     header_len: usize,
+    /// The plaintext length declared up front, if any (it must be kept).
+    declared_len: Option<u64>,
 }
 
 impl Encryptor {
@@ -61,7 +63,24 @@ impl Encryptor {
             seq: 1,
             buf: Vec::new(),
             plaintext_len: 0,
+            declared_len: None,
         })
+    }
+
+    pub(crate) fn declare_len(&mut self, n: Option<u64>) {
+        self.declared_len = n;
+    }
+
+    fn check_declared(&self, at_end: bool) -> Result<()> {
+        match self.declared_len {
+            Some(d) if self.plaintext_len > d || (at_end && self.plaintext_len != d) => Err(err!(
+                InvalidArgument,
+                "the plaintext is {} bytes{}, but {d} were declared (plaintext_length)",
+                self.plaintext_len,
+                if at_end { "" } else { " so far" }
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The message header (suite, message id, context, encrypted data keys).
@@ -74,6 +93,7 @@ impl Encryptor {
     pub async fn update(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<()> {
         self.emit_header(out);
         self.plaintext_len += input.len() as u64;
+        self.check_declared(false)?;
         while !input.is_empty() {
             if self.buf.len() == self.frame_length {
                 // More input follows, so the buffered full frame is not the last.
@@ -98,6 +118,7 @@ impl Encryptor {
 
     /// Writes the final frame (and the footer for signing suites).
     pub async fn finish(mut self, out: &mut Vec<u8>) -> Result<()> {
+        self.check_declared(true)?;
         self.emit_header(out);
         let last = core::mem::take(&mut self.buf);
         self.seal(BodyKind::FinalFrame, &last, out).await?;

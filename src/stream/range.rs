@@ -45,6 +45,17 @@ impl RangeSource for [u8] {
     }
 }
 
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+impl RangeSource for Vec<u8> {
+    async fn size(&self) -> Result<u64> {
+        self[..].size().await
+    }
+    async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self[..].read_at(offset, len).await
+    }
+}
+
 /// The result of [`Client::decrypt_range`].
 #[derive(Debug)]
 pub struct RangePlaintext {

@@ -569,6 +569,7 @@ case! {
             encryption_context: ctx(&[]),
             data_key: Some(DataKey::new(vec![0x5A; 32])),
             encrypted_data_keys: vec![],
+            plaintext_length: None,
         };
         let dbg = format!("{m:?}");
         assert!(dbg.contains("<redacted>") && !dbg.contains("90, 90"), "{dbg}");

@@ -1,5 +1,6 @@
 //! The core cases, compiled into the native suite (`core.rs`) and the wasm32
 //! suites (`core.rs` under Node, `browser.rs` in Chromium).
+mod caching;
 mod core_tests;
 mod range;
 pub mod vectors;

@@ -74,6 +74,7 @@ pub fn encrypt(
         suite: AlgorithmSuite::parse(suite)?,
         frame_length,
         encryption_context: parse_context(context)?,
+        plaintext_length: None,
     };
     let keyring = block_on(build_all(specs, false, &kms.factory()))?;
     let mut src = open_input(input)?;
