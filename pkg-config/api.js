@@ -34,6 +34,27 @@ class KeyringBase {
   constructor(h) { Object.defineProperty(this, HANDLE, { value: h }); }
 }
 
+/** A bounded in-memory cache of data keys for `CachingKeyring`s (entries zeroized on eviction). */
+export class MaterialsCache {
+  constructor(capacity = 1000) { Object.defineProperty(this, HANDLE, { value: new wasm.MaterialsCache(capacity) }); }
+  /** Entries held now. */
+  get size() { return this[HANDLE].size; }
+  /** Drops every entry. */
+  clear() { this[HANDLE].clear(); }
+}
+
+/**
+ * Serves data keys from `cache` and asks `keyring` on a miss: reopening a message (or reading ranges of it)
+ * does not call the backend Decrypt again while the entry is valid. `reuseDataKeys: true` also reuses a
+ * data key across messages on encrypt (one key then protects several messages: bound it with the limits).
+ */
+export class CachingKeyring extends KeyringBase {
+  constructor({ keyring, cache, ...limits } = {}) {
+    if (!(cache instanceof MaterialsCache)) throw new EnvelopeError('INVALID_ARGUMENT', 'cache: must be a MaterialsCache');
+    super(wasm.Keyring.caching(handle(keyring), cache[HANDLE], limits));
+  }
+}
+
 /** The AWS KMS RSA keyring (`aws-kms-rsa`): encrypt with the KMS key's public key, decrypt through `kmsDecrypt`. */
 export class KmsRsaKeyring extends KeyringBase {
   constructor(options) { super(wasm.Keyring.kmsRsa(options)); }

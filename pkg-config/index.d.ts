@@ -83,6 +83,28 @@ export declare abstract class Keyring { protected constructor(); }
 export declare class KmsRsaKeyring extends Keyring { constructor(options: KmsRsaKeyringOptions); }
 export declare class RawRsaKeyring extends Keyring { constructor(options: RawRsaKeyringOptions); }
 export declare class RawAesKeyring extends Keyring { constructor(options: RawAesKeyringOptions); }
+export declare class MaterialsCache {
+  /** At most `capacity` entries (default 1000), least recently used evicted first; evicted keys are zeroized. */
+  constructor(capacity?: number);
+  readonly size: number;
+  clear(): void;
+}
+export interface CachingKeyringOptions {
+  keyring: Keyring;
+  cache: MaterialsCache;
+  /** Seconds an entry may be used (default 300). */
+  maxAge?: number;
+  /** Messages an entry may serve (default 2^32). */
+  maxMessages?: number;
+  /** Plaintext bytes an encryption entry may protect. */
+  maxBytes?: number;
+  /** Separates keyrings sharing one cache (default "default"). */
+  partition?: string;
+  /** Reuse data keys across messages on encrypt (default false: one key then protects many messages). Needs `plaintextLength` for streams. */
+  reuseDataKeys?: boolean;
+}
+/** Serves data keys from a MaterialsCache; the inner keyring (and KMS behind it) is asked on a miss. */
+export declare class CachingKeyring extends Keyring { constructor(options: CachingKeyringOptions); }
 export declare class MultiKeyring extends Keyring { constructor(options: { generator?: Keyring; children?: Keyring[] }); }
 
 export interface CommonOptions {
@@ -95,6 +117,8 @@ export interface EncryptOptions extends CommonOptions {
   frameLength?: number;
   /** Default 0x0478. 0x0578 (signed) only with raw keyrings. */
   suiteId?: 0x0478 | 0x0578;
+  /** The plaintext's length when known up front (enforced; lets a CachingKeyring reuse data keys). */
+  plaintextLength?: number;
 }
 export interface DecryptOptions extends CommonOptions {
   /** Pairs the message's encryption context must contain. */

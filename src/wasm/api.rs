@@ -122,6 +122,12 @@ pub(crate) fn encrypt_options(opts: &JsValue) -> Result<EncryptOptions, JsValue>
     if let Some(s) = u32_field(opts, "suiteId")? {
         o.suite = AlgorithmSuite::from_id(s as u16).map_err(to_js)?;
     }
+    if let Some(v) = field(opts, "plaintextLength") {
+        match v.as_f64() {
+            Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_991.0 => o.plaintext_length = Some(n as u64),
+            _ => return Err(bad_arg("plaintextLength", "must be a non-negative safe integer")),
+        }
+    }
     Ok(o)
 }
 
@@ -140,8 +146,9 @@ pub fn encrypt(keyring: &Keyring, plaintext: JsValue, opts: JsValue) -> Promise 
     future_to_promise(async move {
     let slot: KeySlot = Rc::new(RefCell::new(None));
     let client = client_recording(&opts, Some(slot.clone()))?;
-    let o = encrypt_options(&opts)?;
+    let mut o = encrypt_options(&opts)?;
     let js = as_u8_array(&plaintext).ok_or_else(|| bad_arg("plaintext", "must be a Uint8Array, ArrayBuffer or ArrayBufferView"))?;
+    o.plaintext_length.get_or_insert(js.length() as u64);
     let mut enc = client.encryptor(inner.as_ref(), &o).await.map_err(to_js)?;
     let header = header_to_js(enc.header());
     let r = Object::new();

@@ -16,7 +16,7 @@ use super::convert::{bytes, context_to_js, field, string_field};
 use super::error::{bad_arg, from_js, to_js};
 use crate::error::{err, ErrorCode, Result};
 use crate::keyring::{
-    KmsDecrypt, KmsDecryptRequest, KmsDecryptResponse, KmsRsaAlgorithm, KmsRsaKeyring, MultiKeyring, RawAesKeyring,
+    CacheLimits, CachingKeyring, KmsDecrypt, KmsDecryptRequest, KmsDecryptResponse, KmsRsaAlgorithm, KmsRsaKeyring, MultiKeyring, RawAesKeyring,
     RawRsaKeyring, RsaPadding,
 };
 
@@ -105,6 +105,31 @@ impl Keyring {
         Ok(Keyring { inner: Arc::new(k), kind: "RawAesKeyring" })
     }
 
+    /// A keyring that caches what `inner` unwraps in `cache`:
+    /// `{ maxAge? (seconds, 300), maxMessages? (2^32), maxBytes?, partition? ("default"),
+    /// reuseDataKeys? (false) }`. See `CachingKeyring` in the package docs.
+    pub fn caching(inner: &Keyring, cache: &MaterialsCache, opts: JsValue) -> core::result::Result<Keyring, JsValue> {
+        let num = |name: &str| -> core::result::Result<Option<f64>, JsValue> {
+            match field(&opts, name) {
+                None => Ok(None),
+                Some(v) => match v.as_f64() {
+                    Some(n) if n >= 0.0 => Ok(Some(n)),
+                    _ => Err(bad_arg(name, "must be a non-negative number")),
+                },
+            }
+        };
+        let d = CacheLimits::default();
+        let limits = CacheLimits {
+            max_age_secs: num("maxAge")?.unwrap_or(d.max_age_secs),
+            max_messages: num("maxMessages")?.map(|n| n as u64).unwrap_or(d.max_messages),
+            max_bytes: num("maxBytes")?.map(|n| n as u64).unwrap_or(d.max_bytes),
+        };
+        let partition = string_field(&opts, "partition")?.unwrap_or_else(|| "default".into());
+        let reuse = field(&opts, "reuseDataKeys").map(|v| v.is_truthy()).unwrap_or(false);
+        let k = CachingKeyring::new(inner.inner.clone(), cache.inner.clone(), limits, &partition).with_data_key_reuse(reuse);
+        Ok(Keyring { inner: Arc::new(k), kind: "CachingKeyring" })
+    }
+
     /// A copy of this handle (keyrings are immutable and shared).
     #[wasm_bindgen(js_name = clone)]
     pub fn clone_handle(&self) -> Keyring {
@@ -115,6 +140,33 @@ impl Keyring {
     #[wasm_bindgen(getter)]
     pub fn kind(&self) -> String {
         self.kind.to_owned()
+    }
+}
+
+/// A bounded in-memory cache of data keys for `CachingKeyring`s; entries are
+/// zeroized when evicted.
+#[wasm_bindgen]
+pub struct MaterialsCache {
+    inner: Arc<crate::keyring::MaterialsCache>,
+}
+
+#[wasm_bindgen]
+impl MaterialsCache {
+    /// A cache of at most `capacity` entries (default 1000).
+    #[wasm_bindgen(constructor)]
+    pub fn new(capacity: Option<u32>) -> MaterialsCache {
+        MaterialsCache { inner: Arc::new(crate::keyring::MaterialsCache::new(capacity.unwrap_or(1000) as usize)) }
+    }
+
+    /// Entries held now.
+    #[wasm_bindgen(getter)]
+    pub fn size(&self) -> u32 {
+        self.inner.len() as u32
+    }
+
+    /// Drops every entry.
+    pub fn clear(&self) {
+        self.inner.clear();
     }
 }
 

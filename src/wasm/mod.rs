@@ -21,7 +21,7 @@ mod webcrypto;
 pub use api::{decrypt, encrypt, encrypted_size, parse_header};
 pub use error::envelope_error_class;
 pub use gateway::gateway_kms_decrypt;
-pub use keyrings::{create_multi_keyring, Keyring};
+pub use keyrings::{create_multi_keyring, Keyring, MaterialsCache};
 pub use range::decrypt_range;
 pub use streams::{decrypt_stream, encrypt_stream, Decryptor, Encryptor};
 pub use webcrypto::WebCryptoAead;

@@ -448,3 +448,37 @@ async fn decrypt_range_reads_only_what_it_needs_from_blobs_readers_and_urls() {
     let r = await_js(decrypt_range(&k, src, 0.0, 50_000.0, JsValue::UNDEFINED)).await.unwrap();
     assert_eq!(to_vec(&get(&r, "plaintext")), pt[..50_000]);
 }
+
+#[wasm_bindgen_test]
+async fn a_caching_keyring_calls_the_gateway_once_per_message() {
+    let answer = gateway_answer(PRIV_2048, ARN).await;
+    let fetch = scripted_fetch(vec![obj(&[("status", 200.into())])].into_iter().collect::<Array>().into(), &answer);
+    let kms = gateway_kms_decrypt("https://gateway.test/v1/decrypt-data-key".into(), obj(&[("fetch", fetch.clone())])).unwrap();
+    let k = Keyring::kms_rsa(obj(&[("keyArn", ARN.into()), ("publicKey", PUB_2048_PEM.into()), ("kmsDecrypt", kms.into())])).unwrap();
+    let cache = MaterialsCache::new(Some(10));
+    let cached = Keyring::caching(&k, &cache, obj(&[("maxAge", 60.into())])).unwrap();
+    let pt = plaintext(100_000);
+    let ct = get(&await_js(encrypt(&k, u8s(&pt), obj(&[("encryptionContext", ctx()), ("frameLength", 4096.into())]))).await.unwrap(), "result");
+    let calls = || get(&fetch, "calls").unchecked_into::<Array>().length();
+    for _ in 0..5 {
+        let d = await_js(decrypt(&cached, ct.clone(), JsValue::UNDEFINED)).await.unwrap();
+        assert_eq!(to_vec(&get(&d, "plaintext")), pt);
+    }
+    let ct_bytes = ct.clone().dyn_into::<Uint8Array>().unwrap();
+    let src = get(&range_sources(&ct_bytes, true), "reader");
+    let r = await_js(decrypt_range(&cached, src, 50_000.0, 50_100.0, JsValue::UNDEFINED)).await.unwrap();
+    assert_eq!(to_vec(&get(&r, "plaintext")), pt[50_000..50_100]);
+    let out = collect(pipe(chunked_stream(&ct_bytes, vec![JsValue::from(7_000)].into_iter().collect()), &decrypt_stream(&cached, JsValue::UNDEFINED).unwrap())).await;
+    assert!(get(&out, "error").is_null(), "{:?}", get(&out, "error"));
+    assert_eq!(to_vec(&get(&out, "bytes")), pt);
+    assert_eq!(calls(), 1, "five decrypts, a range read and a stream: one gateway call");
+    assert_eq!(cache.size(), 1);
+    cache.clear();
+    await_js(decrypt(&cached, ct, JsValue::UNDEFINED)).await.unwrap();
+    assert_eq!(calls(), 2, "a cleared cache asks again");
+    // Without the cache every open asks.
+    let ct2 = get(&await_js(encrypt(&k, u8s(b"x"), obj(&[("encryptionContext", ctx())]))).await.unwrap(), "result");
+    await_js(decrypt(&k, ct2.clone(), JsValue::UNDEFINED)).await.unwrap();
+    await_js(decrypt(&k, ct2, JsValue::UNDEFINED)).await.unwrap();
+    assert_eq!(calls(), 4);
+}
