@@ -77,6 +77,24 @@ impl Kms {
         Ok((arn, der))
     }
 
+    /// DescribeKey: (key ARN, key spec, key usage, key state).
+    pub async fn describe(&self, key_id: &str) -> Result<(String, String, String, String), Error> {
+        let r = self
+            .client
+            .describe_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| Error::new(ErrorCode::KmsError, format!("DescribeKey {key_id}: {}", describe(&e))))?;
+        let m = r.key_metadata().ok_or_else(|| Error::new(ErrorCode::KmsResponseInvalid, "DescribeKey returned no metadata"))?;
+        Ok((
+            m.arn().unwrap_or(key_id).to_owned(),
+            m.key_spec().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            m.key_usage().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            m.key_state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        ))
+    }
+
     async fn fetch_public_key(&self, key_id: &str) -> Result<(String, Vec<u8>), Error> {
         let r = self
             .client

@@ -104,6 +104,12 @@ fn cli_and_gateway_against_moto() {
     cli(&["decrypt", "-i", &p("sealed"), "-o", &p("opened"), "--kms-rsa", &kms, "--kms-endpoint", &url]);
     assert_eq!(std::fs::read(p("opened")).unwrap(), data);
 
+    // A key the gateway cannot use is refused at start, with the reason.
+    configure(d.path(), &url, "alias/symmetric", "");
+    let o = Command::new(env!("CARGO_BIN_EXE_kms-envelope")).args(["serve", "--config", d.path().join("gateway.toml").to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("needs an RSA key for ENCRYPT_DECRYPT"), "{err}");
+
     // The gateway with moto as its KMS.
     configure(d.path(), &url, "alias/files", "kms_cache_seconds = 0");
     let gw = start(d.path());

@@ -15,7 +15,7 @@
 //   node tests/e2e/run.mjs            (E2E_MIB=200 by default)
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -242,6 +242,31 @@ try {
     `JS heap peak ${mib(heapPeak)}, renderer RSS growth ${mib(rssGrowth)}`);
   writeFileSync(join(shots, 'memory.json'), JSON.stringify({ mib: MIB, upload: { heap: up.heap, rss: up.rss, base: up.base, seconds: up.seconds },
     download: { heap: down.heap, rss: down.rss, base: down.base, seconds: down.seconds } }, null, 2));
+
+  // ---- cancel: an upload stopped halfway leaves nothing on the server ---------------
+  {
+    const copy = join(work, 'cancel-me.bin');
+    symlinkSync(big, copy);
+    await alice.page.evaluate(() => { location.hash = '#/files'; });
+    await alice.page.setInputFiles('#file-input', copy);
+    const li = alice.page.locator('#transfers li[data-file="cancel-me.bin"]');
+    await alice.page.waitForFunction(() => {
+      const p = document.querySelector('#transfers li[data-file="cancel-me.bin"] progress');
+      const s = document.querySelector('#transfers li[data-file="cancel-me.bin"] .status');
+      return p && s && s.textContent.startsWith('Encrypting') && p.value > 0.05;
+    }, null, { timeout: 120000 });
+    await li.locator('button.cancel').click();
+    await li.locator('.transfer[data-state="failed"]').waitFor({ timeout: 60000 });
+    const said = await li.locator('.status').textContent();
+    let leftovers = -1;
+    for (let i = 0; i < 40 && leftovers !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      leftovers = readdirSync(join(data, 'objects', 'incoming')).length;
+    }
+    const listed = await alice.page.evaluate(async () => (await (await fetch('/v1/objects')).json()).objects.length);
+    record('cancelling an upload halfway stops it and leaves nothing on the server', /Cancelled/.test(said) && leftovers === 0 && listed === 1,
+      `${said}; ${leftovers} partial files; ${listed} objects listed`);
+  }
 
   // ---- preview: the first 64 KiB from the frames that hold them ------------------
   async function preview(page, objectId) {

@@ -11,7 +11,8 @@ KMS (stock moto cannot RSA-decrypt):
 - GetPublicKey answers KeyId = ARN and KeySpec.
 
     moto_kms.py serve [--spec RSA_3072]
-        creates one ENCRYPT_DECRYPT key with alias/files and prints
+        creates an RSA ENCRYPT_DECRYPT key with alias/files (and a symmetric
+        one, alias/symmetric) and prints
         "ready URL KEY_ARN"; serves until stdin closes.
     moto_kms.py set-state URL KEY_ARN enable|disable
 """
@@ -114,6 +115,8 @@ def serve(spec):
     kms = client(url)
     arn = kms.create_key(KeyUsage="ENCRYPT_DECRYPT", KeySpec=spec)["KeyMetadata"]["Arn"]
     kms.create_alias(AliasName="alias/files", TargetKeyId=arn)
+    other = kms.create_key(KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT")["KeyMetadata"]["Arn"]
+    kms.create_alias(AliasName="alias/symmetric", TargetKeyId=other)
     print(f"ready {url} {arn}", flush=True)
     sys.stdin.read()
     server.stop()

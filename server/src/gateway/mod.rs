@@ -73,6 +73,14 @@ impl Gateway {
         let objects_dir = data.join("objects");
         std::fs::create_dir_all(objects_dir.join("incoming")).map_err(|e| format!("cannot create {}: {e}", objects_dir.display()))?;
         let db = Db::open(&data.join("gateway.sqlite3"))?;
+        // The key must be an RSA key for encryption; say so now rather than at the first upload.
+        let (arn, spec, usage, state) = kms.describe(&config.key).await.map_err(|e| e.to_string())?;
+        if !spec.starts_with("RSA_") || usage != "ENCRYPT_DECRYPT" {
+            return Err(format!("{arn} is a {spec} key for {usage}: the gateway needs an RSA key for ENCRYPT_DECRYPT"));
+        }
+        if state != "Enabled" {
+            tracing::warn!(key = %arn, state = %state, "the KMS key is not enabled: data keys cannot be released");
+        }
         let (key_arn, _) = kms.public_key(&config.key).await.map_err(|e| e.to_string())?;
         let users = config
             .users
