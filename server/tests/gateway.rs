@@ -23,7 +23,7 @@ fn gateway_end_to_end_and_authorization_matrix() {
     let d = tempfile::tempdir().unwrap();
     // No KMS answer cache here: the disabled key must be seen at once.
     setup_with(d.path(), 4 << 20, "kms_cache_seconds = 0");
-    let gw = start(d.path());
+    let gw = start_logged(d.path());
     let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 256) as u8).collect();
 
     // Uploads. Refusals come before the body is read, so they use small
@@ -130,6 +130,20 @@ fn gateway_end_to_end_and_authorization_matrix() {
     assert_eq!(lines.iter().filter(|l| l["decision"] == "allow").count(), 3);
     assert!(lines.iter().all(|l| l["time"].is_string() && l["reason"].is_string()));
     assert!(!audit.contains(&secret_b64) && !audit.contains(&secret_b64[64..]), "key material in the audit log");
+    // Nor in the server's debug log (its own, the AWS SDK's, the HTTP stack's), in any encoding.
+    let log = std::fs::read_to_string(d.path().join("gateway.log")).unwrap();
+    assert!(log.contains("aws_smithy") && log.contains("hyper"), "the debug log lacks the SDK's and the HTTP stack's lines: {} bytes", log.len());
+    let dek = &pt[48..];
+    let hex_dek: String = dek.iter().map(|b| format!("{b:02x}")).collect();
+    for (what, needle) in [
+        ("the KMS plaintext, base64", secret_b64.clone()),
+        ("the data key, base64", B64.encode(dek)),
+        ("the data key, hex", hex_dek.clone()),
+        ("the data key, HEX", hex_dek.to_uppercase()),
+        ("the data key, a byte list", format!("{:?}", &dek[..8]).trim_end_matches(']').to_owned()),
+    ] {
+        assert!(!log.contains(&needle) && !audit.contains(&needle), "{what} appears in the gateway's logs");
+    }
 
     // Deletion: only the owner; the blob goes too.
     let del = |who: &str| status(ureq::delete(&format!("{}/v1/objects/obj-2", gw.url)).set("authorization", &token(who)).call()).0;

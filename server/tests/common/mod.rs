@@ -65,13 +65,24 @@ pub fn start(dir: &Path) -> Gw {
 
 /// Starts `serve` with extra arguments; reads the URL it prints.
 pub fn start_with(dir: &Path, args: &[&str]) -> Gw {
+    spawn_gateway(dir, args, "warn", Stdio::null())
+}
+
+/// Starts `serve` logging at debug level (its own crates, the AWS SDK and
+/// the HTTP stack) to `dir/gateway.log`, for scanning.
+pub fn start_logged(dir: &Path) -> Gw {
+    let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
+    spawn_gateway(dir, &[], "debug", Stdio::from(log))
+}
+
+fn spawn_gateway(dir: &Path, args: &[&str], level: &str, stderr: Stdio) -> Gw {
     let mut child = Command::new(BIN)
         .args(["serve", "--config", dir.join("gateway.toml").to_str().unwrap()])
         .args(args)
         .env_remove("KMS_ENVELOPE_MASTER_KEY")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", level)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut line = String::new();
