@@ -97,13 +97,7 @@ impl Decryptor {
         if piece.seq != seq {
             return Err(err!(FrameSequence, "frame {} where frame {seq} was expected", piece.seq));
         }
-        let aad = body::body_aad(&b.header.message_id, piece.kind, piece.seq, piece.ct_len as u64);
-        let sealed = &raw[piece.ct_start..piece.ct_start + piece.ct_len + 16];
-        let start = out.len();
-        if b.aead.open(&piece.iv, &aad, sealed, out).await.is_err() {
-            out.truncate(start);
-            return Err(err!(FrameAuthFailed, "frame {seq} does not authenticate"));
-        }
+        open_sealed(b.aead.as_ref(), &b.header.message_id, &piece, raw, out).await?;
         Ok(piece.kind)
     }
 
@@ -366,13 +360,19 @@ async fn open_piece(b: &mut Body, piece: &SealedPiece, raw: &[u8], out: &mut Vec
     if let Some(v) = b.verifier.as_mut() {
         v.update(raw);
     }
-    let aad = body::body_aad(&b.header.message_id, piece.kind, piece.seq, piece.ct_len as u64);
-    // The ciphertext and its tag are contiguous in the message.
-    let sealed = &raw[piece.ct_start..piece.ct_start + piece.ct_len + 16];
     let signed_last = b.verifier.is_some() && piece.kind != BodyKind::Frame;
     let dst = if signed_last { &mut b.held } else { out };
+    open_sealed(b.aead.as_ref(), &b.header.message_id, piece, raw, dst).await
+}
+
+/// Authenticates and decrypts `piece` (held in `raw`) into `dst`; on failure
+/// nothing is appended.
+async fn open_sealed(aead: &dyn FrameAead, message_id: &[u8], piece: &SealedPiece, raw: &[u8], dst: &mut Vec<u8>) -> Result<()> {
+    let aad = body::body_aad(message_id, piece.kind, piece.seq, piece.ct_len as u64);
+    // The ciphertext and its tag are contiguous in the message.
+    let sealed = &raw[piece.ct_start..piece.ct_start + piece.ct_len + 16];
     let start = dst.len();
-    if let Err(e) = b.aead.open(&piece.iv, &aad, sealed, dst).await {
+    if let Err(e) = aead.open(&piece.iv, &aad, sealed, dst).await {
         dst.truncate(start);
         return Err(match e.code() {
             ErrorCode::FrameAuthFailed => err!(FrameAuthFailed, "frame {} does not authenticate", piece.seq),

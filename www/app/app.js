@@ -312,6 +312,22 @@ drop.addEventListener('drop', (ev) => {
   startUploads([...ev.dataTransfer.files]);
 });
 
+/** Shows the download page for `o` with a fresh progress view for the next job. */
+function fileJobPage(o, verb, placeholder) {
+  location.hash = `#/download/${encodeURIComponent(o.id)}`;
+  show('download');
+  $('dl-title').textContent = `${verb} ${o.fileName || o.id}`;
+  $('dl-object').textContent = `${o.id} (owner ${o.owner}, ${bytes(o.size)})`;
+  for (const id of ['dl-expected', 'dl-actual']) $(id).textContent = placeholder;
+  $('dl-verdict').textContent = '';
+  $('dl-verdict').className = 'badge';
+  const box = $('dl-progress');
+  box.replaceChildren();
+  box.dataset.state = 'running';
+  const id = nextJob;
+  return { box, view: transferView(box, o.fileName || o.id, () => cancelJob(id)) };
+}
+
 async function startDownload(o) {
   notice('');
   let handle = null;
@@ -323,19 +339,7 @@ async function startDownload(o) {
       throw e;
     }
   }
-  location.hash = `#/download/${encodeURIComponent(o.id)}`;
-  show('download');
-  $('dl-title').textContent = `Download ${o.fileName || o.id}`;
-  $('dl-object').textContent = `${o.id} (owner ${o.owner}, ${bytes(o.size)})`;
-  $('dl-expected').textContent = '…';
-  $('dl-actual').textContent = '…';
-  $('dl-verdict').textContent = '';
-  $('dl-verdict').className = 'badge';
-  const box = $('dl-progress');
-  box.replaceChildren();
-  const id = nextJob;
-  const view = transferView(box, o.fileName || o.id, () => cancelJob(id));
-  box.dataset.state = 'running';
+  const { box, view } = fileJobPage(o, 'Download', '…');
   try {
     const r = await runJob({ type: 'download', object: o, csrf: state.csrf, handle }, view);
     $('dl-expected').textContent = r.expected || '(not recorded)';
@@ -377,17 +381,7 @@ function imageType(b) {
 
 async function startPreview(o) {
   notice('');
-  location.hash = `#/download/${encodeURIComponent(o.id)}`;
-  show('download');
-  $('dl-title').textContent = `Preview ${o.fileName || o.id}`;
-  $('dl-object').textContent = `${o.id} (owner ${o.owner}, ${bytes(o.size)})`;
-  for (const id of ['dl-expected', 'dl-actual']) $(id).textContent = '—';
-  $('dl-verdict').textContent = '';
-  const box = $('dl-progress');
-  box.replaceChildren();
-  box.dataset.state = 'running';
-  const id = nextJob;
-  const view = transferView(box, o.fileName || o.id, () => cancelJob(id));
+  const { box, view } = fileJobPage(o, 'Preview', '—');
   view.status('Reading the first frames…');
   try {
     const r = await runJob({ type: 'preview', object: o, csrf: state.csrf, bytes: PREVIEW_BYTES }, view);

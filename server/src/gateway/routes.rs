@@ -346,8 +346,7 @@ async fn upload_part(
 /// `POST /v1/uploads/{id}/complete` → 201 and the object, as `POST /v1/objects`.
 async fn upload_complete(State(gw): State<Shared>, method: Method, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
     let who = user(&gw, &method, &headers)?;
-    let object = gw.uploads.take(&id, &who).map_err(|(s, m)| err(s, "UPLOAD", m))?;
-    gw.uploads.forget(&id);
+    let object = gw.uploads.end(&id, &who).map_err(|(s, m)| err(s, "UPLOAD", m))?;
     let o = object.commit(&gw)?;
     Ok((StatusCode::CREATED, Json(object_json(&o))).into_response())
 }
@@ -355,8 +354,7 @@ async fn upload_complete(State(gw): State<Shared>, method: Method, headers: Head
 /// `DELETE /v1/uploads/{id}`: cancels; nothing of it remains.
 async fn upload_cancel(State(gw): State<Shared>, method: Method, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
     let who = user(&gw, &method, &headers)?;
-    drop(gw.uploads.take(&id, &who).map_err(|(s, m)| err(s, "UPLOAD", m))?);
-    gw.uploads.forget(&id);
+    drop(gw.uploads.end(&id, &who).map_err(|(s, m)| err(s, "UPLOAD", m))?);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

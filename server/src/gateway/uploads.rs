@@ -48,8 +48,17 @@ impl Uploads {
         Ok(id)
     }
 
-    /// Takes the upload out for a part (or to finish or cancel it).
+    /// Takes the upload out for a part; `put_back` returns it.
     pub fn take(&self, id: &str, who: &str) -> Result<Incoming, (StatusCode, String)> {
+        self.take_as(id, who, true)
+    }
+
+    /// Takes the upload out for good (to complete or cancel it).
+    pub fn end(&self, id: &str, who: &str) -> Result<Incoming, (StatusCode, String)> {
+        self.take_as(id, who, false)
+    }
+
+    fn take_as(&self, id: &str, who: &str, busy: bool) -> Result<Incoming, (StatusCode, String)> {
         let mut map = self.map();
         let not_found = || (StatusCode::NOT_FOUND, "no such upload (finished, cancelled or expired)".to_owned());
         match map.get(id) {
@@ -61,10 +70,13 @@ impl Uploads {
                 map.remove(id);
                 Err(not_found())
             }
-            Some(Slot::Idle(..)) => match map.insert(id.to_owned(), Slot::Busy(who.to_owned())) {
-                Some(Slot::Idle(o, _)) => Ok(*o),
-                _ => unreachable!("checked above"),
-            },
+            Some(Slot::Idle(..)) => {
+                let taken = if busy { map.insert(id.to_owned(), Slot::Busy(who.to_owned())) } else { map.remove(id) };
+                match taken {
+                    Some(Slot::Idle(o, _)) => Ok(*o),
+                    _ => unreachable!("checked above"),
+                }
+            }
         }
     }
 
