@@ -108,29 +108,51 @@ impl Client {
         let header_len = dec.header_len().ok_or_else(|| err!(InvalidState, "no header length"))? as u64;
         let header = dec.header().cloned().ok_or_else(|| err!(InvalidState, "no header"))?;
 
-        let signed = header.suite.signature().is_some();
-        let footer = header.suite.signature().map_or(0, |a| 2 + a.signature_len() as u64);
         if header.content_type == ContentType::NonFramed {
             return self.whole(keyring, source, size, start, end, opts).await;
         }
         let f = u64::from(header.frame_length);
-        let body = size
-            .checked_sub(header_len + footer + FINAL_FRAME_OVERHEAD)
-            .ok_or_else(|| err!(Truncated, "the message is too short for its final frame"))?;
         let stride = f + FRAME_OVERHEAD;
-        let regular = body / stride;
-        let last_len = body - regular * stride;
-        if last_len > f || regular >= u64::from(u32::MAX) {
-            return Err(err!(MalformedMessage, "the message size does not fit its frame length (trailing bytes or truncation)"));
-        }
+        // Regular frames, the final frame's content length, for a footer of `footer` bytes.
+        let layout = |footer: u64| -> Option<(u64, u64)> {
+            let body = size.checked_sub(header_len + footer + FINAL_FRAME_OVERHEAD)?;
+            let regular = body / stride;
+            let last_len = body - regular * stride;
+            (last_len <= f && regular < u64::from(u32::MAX)).then_some((regular, last_len))
+        };
+        let (footer, (regular, last_len)) = match header.suite.signature() {
+            None => (0, layout(0).ok_or_else(|| err!(MalformedMessage, "the message size does not fit its frame length (trailing bytes or truncation)"))?),
+            Some(alg) => {
+                // SPEC data-format/message-footer.md: a 2-byte length, then the
+                // DER signature, whose length varies (the Node SDK does not pad
+                // it). Find the lengths the last bytes allow; when the layout
+                // is not certain, read everything.
+                let max = alg.signature_len() as u64;
+                let tail_len = (2 + max).min(size);
+                let tail = source.read_at(size - tail_len, tail_len as usize).await?;
+                let fits: Vec<_> = (1..=max)
+                    .filter(|&l| l + 2 <= tail_len)
+                    .filter(|&l| {
+                        let at = (tail_len - 2 - l) as usize;
+                        u64::from(u16::from_be_bytes([tail[at], tail[at + 1]])) == l
+                    })
+                    .filter_map(|l| layout(2 + l).map(|lay| (2 + l, lay)))
+                    .collect();
+                match fits.as_slice() {
+                    [one] => *one,
+                    _ => return self.whole(keyring, source, size, start, end, opts).await,
+                }
+            }
+        };
+        let signed = footer > 0;
         let plaintext_len = regular * f + last_len;
-        let end = end.min(plaintext_len);
-        let start = start.min(end);
-        let reaches_end = end == plaintext_len;
-        if signed && reaches_end {
+        if signed && end.min(plaintext_len) == plaintext_len {
             // The signature covers every byte: verify it the only way there is.
             return self.whole(keyring, source, size, start, end, opts).await;
         }
+        let end = end.min(plaintext_len);
+        let start = start.min(end);
+        let reaches_end = end == plaintext_len;
         // SPEC client-apis/decrypt.md: the key commitment and header tag are checked here.
         dec.unwrap_data_key(keyring).await?;
         let mut plaintext = Vec::new();

@@ -15,7 +15,8 @@ use axum::http::StatusCode;
 
 use super::db::Object;
 use super::routes::{err, ApiError};
-use super::{valid_object_id, Gateway};
+use super::Gateway;
+use kms_envelope_server::api::valid_object_id;
 
 pub struct Incoming {
     who: String,

@@ -151,12 +151,6 @@ impl Gateway {
 
 }
 
-/// Object ids are chosen by the uploader (they sit in the encryption
-/// context before the upload); only plain characters are accepted.
-pub fn valid_object_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
 pub use routes::router;
 
 /// Runs the gateway until interrupted: the embedded local KMS on a loopback

@@ -34,8 +34,8 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use futures_util::StreamExt;
-use kms_envelope::{EncryptionContext, KmsDecrypt, KmsDecryptRequest, KmsDecryptResponse, KmsRsaAlgorithm};
-use serde::Deserialize;
+use kms_envelope::{KmsDecrypt, KmsDecryptRequest, KmsDecryptResponse};
+use kms_envelope_server::api::{parse_json, valid_object_id, DecryptRequest, LoginRequest, PartQuery, Refusal, ShareRequest};
 use serde_json::json;
 use sha2::{Digest, Sha384};
 use subtle::ConstantTimeEq;
@@ -45,7 +45,7 @@ use super::incoming::{self, Incoming};
 use super::kms_cache::KmsCache;
 use std::sync::atomic::Ordering;
 use super::session::{self, Credential};
-use super::{valid_object_id, Gateway};
+use super::Gateway;
 
 type Shared = Arc<Gateway>;
 
@@ -135,6 +135,10 @@ pub fn err(status: StatusCode, code: &'static str, msg: impl Into<String>) -> Ap
     ApiError(status, code, msg.into(), None)
 }
 
+fn invalid(r: Refusal) -> ApiError {
+    err(StatusCode::BAD_REQUEST, r.code, r.reason)
+}
+
 fn unauthorized() -> ApiError {
     err(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "sign in, or send a valid bearer token")
 }
@@ -169,12 +173,6 @@ async fn public_key(State(gw): State<Shared>) -> Result<Response, ApiError> {
     .into_response())
 }
 
-#[derive(Deserialize)]
-struct LoginRequest {
-    user: String,
-    token: String,
-}
-
 /// Signs a person in: the user's token, checked like a bearer token, buys
 /// a session cookie and the CSRF token the web app sends back.
 async fn login(State(gw): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
@@ -184,7 +182,7 @@ async fn login(State(gw): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAd
     if let Err(wait) = gw.login_limit.check(&peer.ip().to_string()) {
         return Err(ApiError(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "too many sign-in attempts; wait".into(), Some(wait)));
     }
-    let req: LoginRequest = serde_json::from_slice(&body).map_err(|e| err(StatusCode::BAD_REQUEST, "INVALID_REQUEST", format!("malformed request: {e}")))?;
+    let req: LoginRequest = parse_json(&body).map_err(invalid)?;
     match gw.user_for_token(&req.token) {
         Some(u) if u == req.user => {
             let (id, csrf) = gw.sessions.create(u);
@@ -312,11 +310,6 @@ async fn upload_start(State(gw): State<Shared>, method: Method, headers: HeaderM
     Ok((StatusCode::CREATED, Json(json!({ "uploadId": id, "maxPartBytes": MAX_PART }))).into_response())
 }
 
-#[derive(Deserialize)]
-struct PartQuery {
-    offset: u64,
-}
-
 /// `PUT /v1/uploads/{id}?offset=N`: the next bytes; `offset` must be the
 /// number of bytes received so far (a retried part gets 409 with `received`).
 async fn upload_part(
@@ -406,14 +399,9 @@ async fn delete(State(gw): State<Shared>, method: Method, headers: HeaderMap, Pa
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
-struct ShareRequest {
-    user: String,
-}
-
 async fn share(State(gw): State<Shared>, method: Method, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
     let who = user(&gw, &method, &headers)?;
-    let req: ShareRequest = serde_json::from_slice(&body).map_err(|e| err(StatusCode::BAD_REQUEST, "INVALID_REQUEST", e.to_string()))?;
+    let req: ShareRequest = parse_json(&body).map_err(invalid)?;
     let o = gw.db.get(&id).filter(|o| entitled(o, &who)).ok_or_else(not_found)?;
     if o.owner != who {
         return Err(err(StatusCode::FORBIDDEN, "FORBIDDEN", "only the owner may share"));
@@ -423,16 +411,6 @@ async fn share(State(gw): State<Shared>, method: Method, headers: HeaderMap, Pat
     }
     gw.db.share(&o.id, &req.user).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
     Ok(Json(object_json(&gw.db.get(&o.id).ok_or_else(not_found)?)).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DecryptRequest {
-    key_id: String,
-    ciphertext_blob: String,
-    encryption_algorithm: String,
-    #[serde(default)]
-    encryption_context: EncryptionContext,
 }
 
 /// The backend Decrypt: authorize on the claimed context, have KMS unwrap
@@ -468,13 +446,14 @@ async fn decrypt_inner(gw: Shared, method: Method, headers: HeaderMap, body: Byt
         gw.audit.record(Some(&who), None, None, false, "rate limited");
         return Err(ApiError(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "too many data-key requests; retry later".into(), Some(wait)));
     }
-    let req: DecryptRequest = serde_json::from_slice(&body)
-        .map_err(|e| deny(StatusCode::BAD_REQUEST, "INVALID_REQUEST", None, None, &format!("malformed request: {e}")))?;
-    let object = req.encryption_context.get("object").cloned();
-    let arn = Some(req.key_id.as_str());
-    let Some(object) = object.filter(|o| valid_object_id(o)) else {
-        return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", None, arn, "the encryption context names no object"));
+    let req = match DecryptRequest::parse(&body) {
+        Ok(r) => r,
+        Err(r) => {
+            let status = if r.code == "FORBIDDEN" { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
+            return Err(deny(status, r.code, r.object.as_deref(), r.key_id.as_deref(), &r.reason));
+        }
     };
+    let (object, arn, alg, serialized) = (req.object.clone(), Some(req.key_id.as_str()), req.algorithm, &req.serialized_context);
     let o = match gw.db.get(&object) {
         Some(o) if entitled(&o, &who) => o,
         _ => return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", Some(&object), arn, "not entitled to this object")),
@@ -485,20 +464,13 @@ async fn decrypt_inner(gw: Shared, method: Method, headers: HeaderMap, body: Byt
     if req.key_id != o.key_arn {
         return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", Some(&object), arn, "the object is not under this key"));
     }
-    let alg = KmsRsaAlgorithm::parse(&req.encryption_algorithm)
-        .map_err(|_| deny(StatusCode::BAD_REQUEST, "INVALID_REQUEST", Some(&object), arn, "unsupported encryptionAlgorithm"))?;
-    let blob = B64
-        .decode(req.ciphertext_blob.trim())
-        .map_err(|_| deny(StatusCode::BAD_REQUEST, "INVALID_REQUEST", Some(&object), arn, "ciphertextBlob is not base64"))?;
-    let serialized = kms_envelope::format::context::serialize(&req.encryption_context)
-        .map_err(|_| deny(StatusCode::BAD_REQUEST, "INVALID_REQUEST", Some(&object), arn, "invalid encryption context"))?;
     // A cached KMS answer for this wrapped key, or KMS itself.
-    let cache_key = KmsCache::key(&req.key_id, alg.as_str(), &blob);
+    let cache_key = KmsCache::key(&req.key_id, alg.as_str(), &req.ciphertext_blob);
     let (resp, cached) = match gw.kms_cache.get(&cache_key) {
         Some((key_id, plaintext)) => (KmsDecryptResponse { key_id, plaintext }, true),
         None => {
             gw.kms_cache.calls.fetch_add(1, Ordering::Relaxed);
-            let kms_req = KmsDecryptRequest { key_id: req.key_id.clone(), ciphertext_blob: blob, encryption_algorithm: alg, encryption_context: req.encryption_context.clone() };
+            let kms_req = KmsDecryptRequest { key_id: req.key_id.clone(), ciphertext_blob: req.ciphertext_blob.clone(), encryption_algorithm: alg, encryption_context: req.encryption_context.clone() };
             match gw.kms.decrypt(kms_req).await {
                 Ok(r) => (r, false),
                 Err(e) => {
@@ -510,7 +482,7 @@ async fn decrypt_inner(gw: Shared, method: Method, headers: HeaderMap, body: Byt
         }
     };
     // KMS answered for the key asked, with SHA-384(context) ‖ data key.
-    let digest: [u8; 48] = Sha384::digest(&serialized).into();
+    let digest: [u8; 48] = Sha384::digest(serialized).into();
     let proven = resp.key_id == req.key_id && resp.plaintext.len() > 48 && bool::from(resp.plaintext[..48].ct_eq(&digest));
     if !proven {
         return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", Some(&object), arn, "the wrapped key is bound to another encryption context"));
