@@ -1,7 +1,7 @@
 # kms-envelope — the commands a new user runs (see README.md).
 SHELL := /bin/bash
 
-.PHONY: test demo setup build clean pkg bench
+.PHONY: test demo setup build clean pkg bench fuzz audit
 
 ## make test: install what the tests need, then run every test.
 test: setup
@@ -28,6 +28,14 @@ pkg:
 bench: pkg
 	scripts/setup.sh browser
 	node scripts/bench.mjs
+
+## make fuzz: run every fuzz target for FUZZ_SECONDS each (default 300); crashes fail it.
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+## make audit: dependency licenses, sources and RustSec advisories (deny.toml).
+audit:
+	scripts/audit.sh
 
 build:
 	cargo build --release --workspace

@@ -28,6 +28,9 @@ step node     cargo test --target wasm32-unknown-unknown --test core --test js_n
 step chromium cargo test --target wasm32-unknown-unknown --test browser --test js_browser
 step pkg      bash -c 'scripts/pkg.sh && node tests/pkg/run.mjs'
 step e2e      bash -c 'scripts/www.sh && node tests/e2e/run.mjs'
+step audit    scripts/audit.sh
+# Every seed and past finding through the fuzz properties, then a short fuzz run.
+step fuzz     bash -c 'CARGO_TARGET_DIR=target cargo test --manifest-path fuzz/Cargo.toml && scripts/fuzz.sh "${FUZZ_TEST_SECONDS:-15}"'
 
 # Sum the runners' own result lines (cargo's and wasm-bindgen-test-runner's).
 read -r passed failed < <(cat "$logs"/*.log | sed -n 's/^test result: [A-Za-z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' \

@@ -67,6 +67,18 @@ pub struct Config {
     pub kms_cache_seconds: u64,
     #[serde(default = "default_cache_entries")]
     pub kms_cache_entries: usize,
+    /// Time a client gets to send its request headers (slowloris).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_seconds: u64,
+    /// Time limit of every request but streamed uploads and downloads.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u64,
+    /// A streamed upload that sends nothing for this long is dropped.
+    #[serde(default = "default_upload_stall")]
+    pub upload_stall_seconds: u64,
+    /// Longest a streamed upload may take.
+    #[serde(default = "default_upload_max")]
+    pub upload_max_seconds: u64,
 }
 
 fn default_listen() -> SocketAddr {
@@ -89,6 +101,18 @@ fn default_session_hours() -> u64 {
 }
 fn default_cache_seconds() -> u64 {
     60
+}
+fn default_header_timeout() -> u64 {
+    20
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_upload_stall() -> u64 {
+    30
+}
+fn default_upload_max() -> u64 {
+    3600
 }
 fn default_cache_entries() -> usize {
     10_000

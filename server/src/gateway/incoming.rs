@@ -77,12 +77,18 @@ impl Incoming {
         file.sync_all().map_err(|e| err(StatusCode::INSUFFICIENT_STORAGE, "STORAGE", e.to_string()))?;
         drop(file);
         let dest = gw.blob_path(&c.id);
-        if dest.exists() {
-            return Err(conflict());
+        // A hard link never replaces an existing file: of two uploads of one
+        // id racing here, exactly one gets the name (a rename would let the
+        // loser overwrite the winner's acknowledged blob).
+        let tmp = self.tmp.take().expect("temporary file");
+        if let Err(e) = std::fs::hard_link(&tmp, &dest) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(match e.kind() {
+                std::io::ErrorKind::AlreadyExists => conflict(),
+                _ => err(StatusCode::INSUFFICIENT_STORAGE, "STORAGE", e.to_string()),
+            });
         }
-        let tmp = self.tmp.as_ref().expect("temporary file");
-        std::fs::rename(tmp, &dest).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
-        self.tmp = None;
+        let _ = std::fs::remove_file(&tmp);
         if let Ok(d) = std::fs::File::open(&gw.objects_dir) {
             let _ = d.sync_all();
         }

@@ -209,6 +209,7 @@ pub async fn serve(config: Config, banner: Vec<String>) -> Result<(), String> {
         }
         let _ = out.flush();
     }
+    let header_timeout = gw.config.header_timeout_seconds.max(1);
     let app = router(gw).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
     let h = handle.clone();
@@ -219,21 +220,21 @@ pub async fn serve(config: Config, banner: Vec<String>) -> Result<(), String> {
     let r = match tls {
         Some(cfg) => {
             let mut server = axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(cfg)).handle(handle);
-            limit_headers(server.http_builder());
+            limit_headers(server.http_builder(), Duration::from_secs(header_timeout));
             server.serve(app).await
         }
         None => {
             let mut server = axum_server::from_tcp(listener).handle(handle);
-            limit_headers(server.http_builder());
+            limit_headers(server.http_builder(), Duration::from_secs(header_timeout));
             server.serve(app).await
         }
     };
     r.map_err(|e| e.to_string())
 }
 
-/// A client gets 20 s to send its request headers (slowloris) and at most
-/// 100 headers.
-fn limit_headers(b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
-    b.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(20)).max_headers(100);
+/// A client gets `header_timeout_seconds` to send its request headers
+/// (slowloris) and at most 100 headers.
+fn limit_headers(b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>, timeout: Duration) {
+    b.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(timeout).max_headers(100);
     b.http2().timer(hyper_util::rt::TokioTimer::new()).max_concurrent_streams(100);
 }

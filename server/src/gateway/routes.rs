@@ -51,6 +51,7 @@ type Shared = Arc<Gateway>;
 
 /// The gateway's routes.
 pub fn router(gw: Shared) -> Router {
+    let limit = Duration::from_secs(gw.config.request_timeout_seconds.max(1));
     let api = Router::new()
         .route("/v1/public-key", get(public_key))
         .route("/v1/login", post(login))
@@ -65,7 +66,7 @@ pub fn router(gw: Shared) -> Router {
         .route("/v1/decrypt-data-key", post(decrypt_data_key))
         .route("/v1/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(64 * 1024))
-        .layer(axum::middleware::from_fn(api_headers));
+        .layer(axum::middleware::from_fn(move |req, next| api_headers(limit, req, next)));
     let app = match &gw.config.web_dir {
         Some(dir) => api.fallback_service(tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true)),
         None => api,
@@ -74,17 +75,15 @@ pub fn router(gw: Shared) -> Router {
     app.layer(axum::middleware::from_fn(move |req, next| security_headers(tls, req, next))).with_state(gw)
 }
 
-/// Every API request but the streamed upload and download must complete
-/// (body read, KMS call, answer) within this time.
-const REQUEST_TIME_LIMIT: Duration = Duration::from_secs(30);
-
-/// A time limit for the small requests, and responses that are never cached.
-async fn api_headers(req: Request, next: Next) -> Response {
+/// A time limit for the small requests (every API request but the streamed
+/// upload and download must complete, body read, KMS call and answer, within
+/// `request_timeout_seconds`), and responses that are never cached.
+async fn api_headers(limit: Duration, req: Request, next: Next) -> Response {
     let streamed = req.uri().path().starts_with("/v1/objects") && !req.uri().path().ends_with("/shares") && *req.method() != Method::DELETE;
     let mut r = if streamed {
         next.run(req).await
     } else {
-        match tokio::time::timeout(REQUEST_TIME_LIMIT, next.run(req)).await {
+        match tokio::time::timeout(limit, next.run(req)).await {
             Ok(r) => r,
             Err(_) => err(StatusCode::REQUEST_TIMEOUT, "TIMEOUT", "the request took too long").into_response(),
         }
@@ -135,6 +134,21 @@ pub fn err(status: StatusCode, code: &'static str, msg: impl Into<String>) -> Ap
     ApiError(status, code, msg.into(), None)
 }
 
+/// JSON endpoints take `application/json` only (no form or text bodies,
+/// which a cross-site page can send without asking).
+fn json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .is_some_and(|m| m.type_() == mime::APPLICATION && m.subtype() == mime::JSON);
+    if ok {
+        Ok(())
+    } else {
+        Err(err(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", "send the body as application/json"))
+    }
+}
+
 fn invalid(r: Refusal) -> ApiError {
     err(StatusCode::BAD_REQUEST, r.code, r.reason)
 }
@@ -182,6 +196,7 @@ async fn login(State(gw): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAd
     if let Err(wait) = gw.login_limit.check(&peer.ip().to_string()) {
         return Err(ApiError(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "too many sign-in attempts; wait".into(), Some(wait)));
     }
+    json_content_type(&headers)?;
     let req: LoginRequest = parse_json(&body).map_err(invalid)?;
     match gw.user_for_token(&req.token) {
         Some(u) if u == req.user => {
@@ -281,9 +296,10 @@ async fn upload(State(gw): State<Shared>, method: Method, headers: HeaderMap, re
     }
     let mut object = Incoming::new(&gw, &who)?;
     let mut stream = req.into_body().into_data_stream();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(gw.config.upload_max_seconds);
+    let stall = Duration::from_secs(gw.config.upload_stall_seconds.max(1));
     loop {
-        let next = tokio::time::timeout(Duration::from_secs(30), stream.next()).await;
+        let next = tokio::time::timeout(stall.min(deadline.saturating_duration_since(tokio::time::Instant::now())), stream.next()).await;
         let chunk: Bytes = match next {
             Err(_) => return Err(err(StatusCode::REQUEST_TIMEOUT, "TIMEOUT", "the upload stalled")),
             Ok(None) => break,
@@ -393,14 +409,20 @@ async fn delete(State(gw): State<Shared>, method: Method, headers: HeaderMap, Pa
     if o.owner != who {
         return Err(err(StatusCode::FORBIDDEN, "FORBIDDEN", "only the owner may delete"));
     }
-    // The row goes first: a blob without a row is invisible and removed at startup.
-    gw.db.delete(&o.id).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
+    // The row goes first: a blob without a row is invisible and removed at
+    // startup. Only the request that removed the row removes the blob, so a
+    // concurrent delete cannot remove a new upload's blob of the same id.
+    let removed = gw.db.delete(&o.id).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
+    if removed == 0 {
+        return Err(not_found());
+    }
     let _ = std::fs::remove_file(gw.blob_path(&o.id));
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn share(State(gw): State<Shared>, method: Method, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
     let who = user(&gw, &method, &headers)?;
+    json_content_type(&headers)?;
     let req: ShareRequest = parse_json(&body).map_err(invalid)?;
     let o = gw.db.get(&id).filter(|o| entitled(o, &who)).ok_or_else(not_found)?;
     if o.owner != who {
@@ -445,6 +467,10 @@ async fn decrypt_inner(gw: Shared, method: Method, headers: HeaderMap, body: Byt
     if let Err(wait) = gw.decrypt_limit.check(&who) {
         gw.audit.record(Some(&who), None, None, false, "rate limited");
         return Err(ApiError(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "too many data-key requests; retry later".into(), Some(wait)));
+    }
+    if let Err(e) = json_content_type(&headers) {
+        gw.audit.record(Some(&who), None, None, false, "not a JSON body");
+        return Err(e);
     }
     let req = match DecryptRequest::parse(&body) {
         Ok(r) => r,
