@@ -3,4 +3,6 @@
 mod caching;
 mod core_tests;
 mod range;
+#[cfg(not(target_arch = "wasm32"))]
+mod tamper;
 pub mod vectors;
