@@ -242,11 +242,17 @@ impl Client {
         opts: &DecryptOptions,
     ) -> Result<(Vec<u8>, Header)> {
         let mut dec = self.decryptor(opts);
-        let mut out = Vec::new();
-        if dec.update(ciphertext, &mut out).await? == DecryptStatus::NeedDataKey {
+        // The header first, so the body is read in place once the key is
+        // there rather than buffered while the keyring works; a header that
+        // does not parse goes in whole, for the decryptor's own error.
+        let split = crate::format::parse_header(ciphertext).map_or(ciphertext.len(), |(_, n)| n);
+        let (head, body) = ciphertext.split_at(split);
+        // The plaintext is shorter than the message: one allocation, no regrowth.
+        let mut out = Vec::with_capacity(ciphertext.len());
+        if dec.update(head, &mut out).await? == DecryptStatus::NeedDataKey {
             dec.unwrap_data_key(keyring).await?;
-            dec.update(&[], &mut out).await?;
         }
+        dec.update(body, &mut out).await?;
         let header = dec.finish()?;
         Ok((out, header))
     }

@@ -1,5 +1,7 @@
-//! The parts of the `kms-envelope` gateway that are pure functions of their
-//! input: the JSON request bodies and their checks. They live in a library so
-//! the fuzz targets (`fuzz/`) exercise exactly the code the server runs.
+//! The library half of `kms-envelope-server`: the gateway's JSON request
+//! bodies and their checks (pure functions of their input, so the fuzz
+//! targets in `fuzz/` exercise exactly the code the server runs), and the
+//! native AES-GCM backend the CLI and the benchmarks use.
 
+pub mod aead;
 pub mod api;

@@ -1,6 +1,9 @@
 //! encrypt, decrypt and inspect, streaming in 64 KiB reads.
 
 use std::io::Read;
+use std::sync::Arc;
+
+use kms_envelope_server::aead::AwsLcAead;
 
 use kms_envelope::{
     AlgorithmSuite, Client, CommitmentPolicy, DecryptLimits, DecryptOptions, DecryptStatus, EncryptOptions, EncryptionContext,
@@ -78,7 +81,7 @@ pub fn encrypt(
     };
     let keyring = block_on(build_all(specs, false, &kms.factory()))?;
     let mut src = open_input(input)?;
-    let mut enc = block_on(Client::new().encryptor(keyring.as_ref(), &opts))?;
+    let mut enc = block_on(Client::new().with_aead(Arc::new(AwsLcAead)).encryptor(keyring.as_ref(), &opts))?;
     let mut out = Output::create(output)?;
     let mut buf = vec![0u8; CHUNK];
     let mut sealed = Vec::with_capacity(2 * CHUNK);
@@ -106,6 +109,7 @@ pub fn decrypt(
     kms: &KmsOptions,
 ) -> Result<(), Error> {
     let client = Client::new()
+        .with_aead(Arc::new(AwsLcAead))
         .with_commitment_policy(CommitmentPolicy::parse(policy)?)
         .with_max_encrypted_data_keys(Some(max_edks));
     let opts = DecryptOptions { required_encryption_context: parse_context(context)? };
