@@ -24,9 +24,11 @@ pkg:
 	scripts/setup.sh wasm jstools
 	scripts/pkg.sh
 
-## make bench: measure kms-envelope against the WebCrypto ceiling in headless Chromium.
+## make bench: kms-envelope against the ceilings and the peers (browser, native, gateway);
+## writes bench/results.{json,md} and the README's Performance section.
 bench: pkg
-	scripts/setup.sh browser
+	scripts/setup.sh bench
+	cargo build --release -p kms-envelope-server --examples --bins
 	node scripts/bench.mjs
 
 ## make fuzz: run every fuzz target for FUZZ_SECONDS each (default 300); crashes fail it.

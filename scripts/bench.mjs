@@ -1,9 +1,14 @@
 // `make bench`: runs www/bench/ in headless Chromium (Debian's, through
 // playwright-core) against the packed npm package, on 127.0.0.1 with
-// COOP/COEP, and writes bench/results.json and bench/results.md.
+// COOP/COEP; then the native comparison (scripts/bench-native.mjs: the CLI
+// and library against the Python and Node SDKs and OpenSSL's AES-GCM) and
+// the gateway load test (scripts/bench-gateway.mjs). Writes
+// bench/results.json and bench/results.md, and the README's Performance
+// section from them.
 //
 //   node scripts/bench.mjs [sizeMiB=64] [runs=5]
-import { execFileSync } from 'node:child_process';
+//   (BENCH_NATIVE_MIB=256 and BENCH_GATEWAY_SECONDS=10 size the other parts)
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -61,18 +66,51 @@ try {
 report.machine = { cpus: cpus().length, cpuModel: cpus()[0].model, loadavgBefore: loadBefore, loadavgAfter: loadavg() };
 report.package = readFileSync(join(root, 'pkg/SIZE.txt'), 'utf8').trim();
 report.date = new Date().toISOString();
+
+// Native and gateway, each in its own process, after the browser run.
+const sub = (script, args) => {
+  const r = spawnSync('node', [join(root, 'scripts', script), ...args.map(String)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
+  if (r.status !== 0) throw new Error(`${script} failed`);
+  return JSON.parse(r.stdout);
+};
+const native = sub('bench-native.mjs', [process.env.BENCH_NATIVE_MIB || 256, runs]);
+const gateway = sub('bench-gateway.mjs', [process.env.BENCH_GATEWAY_SECONDS || 10, 32]);
+
+const all = { date: report.date, machine: report.machine, browser: report, native, gateway };
 mkdirSync(join(root, 'bench'), { recursive: true });
-writeFileSync(join(root, 'bench/results.json'), JSON.stringify(report, null, 2) + '\n');
-const rows = report.results.map((r) => `| ${r.name} | ${r.mibps.toFixed(0)} | ${r.ratio.toFixed(2)} | ${r.ratioStream ? r.ratioStream.toFixed(2) : ''} | ${r.heapPeakMiB.toFixed(0)} |`);
+writeFileSync(join(root, 'bench/results.json'), JSON.stringify(all, null, 2) + '\n');
+const f0 = (x) => (x === undefined ? '' : Math.round(x).toString());
+const browserRows = report.results.map((r) => `| ${r.name} | ${r.mibps.toFixed(0)} | ${r.ratio.toFixed(2)} | ${r.ratioStream ? r.ratioStream.toFixed(2) : ''} | ${r.heapPeakMiB.toFixed(0)} |`);
+const nativeRows = native.rows.map((r) => `| ${r.name} | ${f0(r.encrypt)} (${r.encryptRatio.toFixed(2)}×) | ${f0(r.decrypt)} (${r.decryptRatio.toFixed(2)}×) | ${r.overheadBytes} | ${r.streams ? 'yes' : 'no'} | ${r.machine.loadavg1} |`);
+const gatewayRows = gateway.rows.map((r) => `| ${r.name} | ${r.requestsPerSecond}${r.mibPerSecond ? ` (${r.mibPerSecond} MiB/s)` : ''} | ${r.p50Ms} | ${r.p99Ms} | ${r.connections} | ${r.requests} | ${r.machine.loadavg1} |`);
 const md = [
-  `Browser benchmark (${report.userAgent.match(/Chrome\/[\d.]+/)?.[0] ?? 'Chromium'}, headless), ${report.sizeMiB} MiB random input, median of ${report.runs} runs after a warm-up, ${report.date}.`,
-  `Machine: ${report.machine.cpus} × ${report.machine.cpuModel}; load average ${report.machine.loadavgBefore.map((x) => x.toFixed(2)).join(' ')} before, ${report.machine.loadavgAfter.map((x) => x.toFixed(2)).join(' ')} after.`,
-  `Message overhead: ${report.overheadBytes} bytes. ${report.package}.`,
+  `Measured ${report.date} on ${report.machine.cpus} × ${report.machine.cpuModel} (a shared machine: read ratios, not absolutes).`,
+  '',
+  `**Browser** (${report.userAgent.match(/Chrome\/[\d.]+/)?.[0] ?? 'Chromium'}, headless), ${report.sizeMiB} MiB random input, median of ${report.runs} runs after a warm-up; load average ${report.machine.loadavgBefore.map((x) => x.toFixed(2)).join(' ')} before, ${report.machine.loadavgAfter.map((x) => x.toFixed(2)).join(' ')} after. Message overhead: ${report.overheadBytes} bytes. ${report.package}.`,
   '',
   '| measurement | MiB/s | × WebCrypto ceiling | × JS stream ceiling | JS heap peak MiB |',
   '|---|---|---|---|---|',
-  ...rows,
+  ...browserRows,
+  '',
+  `**Native**, ${native.sizeMiB} MiB random file, raw RSA-2048 (OAEP-SHA256), suite 0x0478, 64 KiB frames, median of ${native.runs} after a warm-up; ratios to the ceiling, ${native.ceiling.name}: ${native.ceiling.mibPerSecond} MiB/s. Peers run as processes on files, their start-up time subtracted; each peer's output is also decrypted by kms-envelope.`,
+  '',
+  '| implementation | encrypt MiB/s | decrypt MiB/s | overhead bytes | streams | load |',
+  '|---|---|---|---|---|---|',
+  ...nativeRows,
+  '',
+  `**Gateway**, release build on 127.0.0.1, ${gateway.key}, load from a separate process (${gateway.loadGenerator}); every answer checked 2xx.`,
+  '',
+  '| endpoint | requests/s | p50 ms | p99 ms | connections | requests | load |',
+  '|---|---|---|---|---|---|---|',
+  ...gatewayRows,
   '',
 ].join('\n');
 writeFileSync(join(root, 'bench/results.md'), md);
+// The README's Performance section is this table, between its markers.
+const readme = join(root, 'README.md');
+const text = readFileSync(readme, 'utf8');
+const begin = '<!-- bench:begin (generated by make bench) -->', end = '<!-- bench:end -->';
+if (text.includes(begin) && text.includes(end)) {
+  writeFileSync(readme, text.slice(0, text.indexOf(begin) + begin.length) + '\n' + md + text.slice(text.indexOf(end)));
+}
 console.log(md);

@@ -40,6 +40,11 @@ step_wasm() {
   fi
 }
 
+step_bench() {
+  # The load generator for the gateway benchmark, and OpenSSL for the AES-GCM ceiling.
+  apt_install wrk openssl
+}
+
 step_browser() {
   apt_install chromium chromium-driver
 }
@@ -79,6 +84,7 @@ steps=("$@"); [ ${#steps[@]} -eq 0 ] && steps=(all)
 for s in "${steps[@]}"; do
   case "$s" in
     all) step_wasm; step_browser; step_python; step_node; step_jstools ;;
+    bench) step_browser; step_python; step_node; step_jstools; step_bench ;;
     rust|wasm|browser|python|node|jstools) "step_$s" ;;
     *) log "unknown step $s"; exit 2 ;;
   esac
