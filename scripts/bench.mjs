@@ -24,7 +24,8 @@ const ARN = 'arn:aws:kms:us-west-2:111122223333:key/0a1b2c3d-0000-4000-8000-0000
 const scratch = mkdtempSync(join(tmpdir(), 'kms-envelope-bench-'));
 const tarball = execFileSync('npm', ['pack', join(root, 'pkg'), '--pack-destination', scratch, '--silent'], { encoding: 'utf8' }).trim().split('\n').pop();
 writeFileSync(join(scratch, 'package.json'), JSON.stringify({ name: 'bench', private: true, type: 'module' }));
-execFileSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', join(scratch, tarball)], { cwd: scratch, stdio: 'inherit' });
+// The peers measured beside it in the same page, pinned.
+execFileSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', join(scratch, tarball), '@aws-crypto/client-browser@4.2.2', 'openpgp@6.3.2', 'buffer@6.0.3'], { cwd: scratch, stdio: 'inherit' });
 cpSync(join(root, 'www/bench'), join(scratch, 'app'), { recursive: true });
 const dist = join(scratch, 'dist');
 execFileSync('node', [join(tools, 'vite/bin/vite.js'), 'build', join(scratch, 'app'), '--outDir', dist, '--emptyOutDir', '--logLevel', 'warn'], { cwd: scratch, stdio: 'inherit' });
@@ -51,6 +52,7 @@ let report;
 try {
   const page = await browser.newPage();
   page.on('console', (m) => console.log(`[page] ${m.text()}`));
+  page.on('pageerror', (e) => console.log(`[pageerror] ${e.message}`));
   await page.goto(`http://127.0.0.1:${server.address().port}/`);
   await page.waitForFunction(() => document.getElementById('status').textContent === 'ready');
   report = await page.evaluate((p) => window.__bench(p), {
@@ -80,7 +82,7 @@ const all = { date: report.date, machine: report.machine, browser: report, nativ
 mkdirSync(join(root, 'bench'), { recursive: true });
 writeFileSync(join(root, 'bench/results.json'), JSON.stringify(all, null, 2) + '\n');
 const f0 = (x) => (x === undefined ? '' : Math.round(x).toString());
-const browserRows = report.results.map((r) => `| ${r.name} | ${r.mibps.toFixed(0)} | ${r.ratio.toFixed(2)} | ${r.ratioStream ? r.ratioStream.toFixed(2) : ''} | ${r.heapPeakMiB.toFixed(0)} |`);
+const browserRows = report.results.map((r) => `| ${r.name} | ${r.mibps.toFixed(0)} | ${r.ratio.toFixed(2)} | ${r.ratioStream ? r.ratioStream.toFixed(2) : ''} | ${r.heapPeakMiB.toFixed(0)} | ${r.overheadBytes ?? ''} | ${r.streams === undefined ? '' : r.streams ? 'yes' : 'no'} |`);
 const nativeRows = native.rows.map((r) => `| ${r.name} | ${f0(r.encrypt)} (${r.encryptRatio.toFixed(2)}×) | ${f0(r.decrypt)} (${r.decryptRatio.toFixed(2)}×) | ${r.overheadBytes} | ${r.streams ? 'yes' : 'no'} | ${r.machine.loadavg1} |`);
 const gatewayRows = gateway.rows.map((r) => `| ${r.name} | ${r.requestsPerSecond}${r.mibPerSecond ? ` (${r.mibPerSecond} MiB/s)` : ''} | ${r.p50Ms} | ${r.p99Ms} | ${r.connections} | ${r.requests} | ${r.machine.loadavg1} |`);
 const md = [
@@ -88,8 +90,8 @@ const md = [
   '',
   `**Browser** (${report.userAgent.match(/Chrome\/[\d.]+/)?.[0] ?? 'Chromium'}, headless), ${report.sizeMiB} MiB random input, median of ${report.runs} runs after a warm-up; load average ${report.machine.loadavgBefore.map((x) => x.toFixed(2)).join(' ')} before, ${report.machine.loadavgAfter.map((x) => x.toFixed(2)).join(' ')} after. Message overhead: ${report.overheadBytes} bytes. ${report.package}.`,
   '',
-  '| measurement | MiB/s | × WebCrypto ceiling | × JS stream ceiling | JS heap peak MiB |',
-  '|---|---|---|---|---|',
+  '| measurement | MiB/s | × WebCrypto ceiling | × JS stream ceiling | JS heap peak MiB | overhead bytes | streams |',
+  '|---|---|---|---|---|---|---|',
   ...browserRows,
   '',
   `**Native**, ${native.sizeMiB} MiB random file, raw RSA-2048 (OAEP-SHA256), suite 0x0478, 64 KiB frames, median of ${native.runs} after a warm-up; ratios to the ceiling, ${native.ceiling.name}: ${native.ceiling.mibPerSecond} MiB/s. Peers run as processes on files, their start-up time subtracted; each peer's output is also decrypted by kms-envelope.`,
