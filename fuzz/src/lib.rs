@@ -22,27 +22,43 @@ use futures::executor::block_on;
 use kms_envelope::format::context;
 use kms_envelope::{
     parse_header, Client, CommitmentPolicy, DecryptOptions, DecryptStatus, Keyring, MessageVersion, MultiKeyring,
-    RawAesKeyring,
+    RawAesKeyring, RawRsaKeyring, RsaPadding,
 };
 
 const NAMESPACE: &str = "kms-envelope-test";
 
+fn key_file(f: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/../tests/vectors/keys/{f}", env!("CARGO_MANIFEST_DIR"))).expect("test key")
+}
+
 /// The raw AES keyrings the checked-in peer vectors were made with
 /// (`tests/vectors/README.md`), so mutated peer messages reach the body.
-/// RSA keyrings are left out: an RSA private-key operation per input would
-/// cut the fuzzer to a few executions a second, and a mutated RSA ciphertext
-/// only ever fails its padding check (the unwrap is covered by the vector and
-/// interop tests). Messages wrapped for RSA still exercise the header path.
+fn aes_keyrings() -> Vec<Arc<dyn Keyring>> {
+    [128, 192, 256]
+        .into_iter()
+        .map(|bits| Arc::new(RawAesKeyring::new(NAMESPACE, &format!("aes-{bits}"), &key_file(&format!("aes-{bits}.key"))).unwrap()) as Arc<dyn Keyring>)
+        .collect()
+}
+
+/// Raw AES, and one raw RSA keyring (RSA-2048, OAEP-SHA256) for the
+/// `decrypt` target. More RSA keys would cost a private-key operation per
+/// input each (the fuzzer fell to 16 executions a second with five); a
+/// mutated RSA ciphertext only ever fails its padding check, and every
+/// padding and size is covered by the vector and interop tests.
 fn keyring() -> &'static MultiKeyring {
     static K: OnceLock<MultiKeyring> = OnceLock::new();
     K.get_or_init(|| {
-        let keys = |f: &str| std::fs::read(format!("{}/../tests/vectors/keys/{f}", env!("CARGO_MANIFEST_DIR"))).expect("test key");
-        let children: Vec<Arc<dyn Keyring>> = [128, 192, 256]
-            .into_iter()
-            .map(|bits| Arc::new(RawAesKeyring::new(NAMESPACE, &format!("aes-{bits}"), &keys(&format!("aes-{bits}.key"))).unwrap()) as Arc<dyn Keyring>)
-            .collect();
+        let mut children = aes_keyrings();
+        let (public, private) = (key_file("rsa-2048.pub.pem"), key_file("rsa-2048.pem"));
+        children.push(Arc::new(RawRsaKeyring::new(NAMESPACE, "rsa-2048", RsaPadding::OaepSha256, Some(&public), Some(&private)).unwrap()));
         MultiKeyring::new(None, children).unwrap()
     })
+}
+
+/// Raw AES only, for the chunking target: its work is the framing.
+fn aes_keyring() -> &'static MultiKeyring {
+    static K: OnceLock<MultiKeyring> = OnceLock::new();
+    K.get_or_init(|| MultiKeyring::new(None, aes_keyrings()).unwrap())
 }
 
 fn client() -> Client {
@@ -119,7 +135,7 @@ pub fn decrypt(data: &[u8]) {
 pub fn stream_chunked(data: &[u8]) {
     let Some((&seed, message)) = data.split_first() else { return };
     let c = client();
-    let k = keyring();
+    let k = aes_keyring();
     let opts = DecryptOptions::default();
     let one = block_on(c.decrypt(k, message, &opts));
 
