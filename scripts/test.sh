@@ -5,8 +5,14 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 logs=$(mktemp -d)
+# Everything the tests put in a temporary directory (browser profiles,
+# scratch apps, the e2e files) goes under one directory, removed at the end.
+export TMPDIR="$logs/tmp"
+mkdir -p "$TMPDIR"
 trap 'rm -rf "$logs"' EXIT
 export CARGO_TERM_COLOR=never
+# One clean build: incremental artifacts would only take disk.
+export CARGO_INCREMENTAL=0
 export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
 # The Chromium suite runs long CPU-bound cases (every bit flip of a message).
 export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-900}

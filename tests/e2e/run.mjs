@@ -15,7 +15,7 @@
 //   node tests/e2e/run.mjs            (E2E_MIB=200 by default)
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync, symlinkSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -361,6 +361,8 @@ try {
 } finally {
   await browser.close();
   gw.kill('SIGTERM');
+  await new Promise((r) => (gw.exitCode !== null ? r() : gw.once('exit', r)));
+  rmSync(work, { recursive: true, force: true });
 }
 
 const passed = results.filter((r) => r.ok).length;

@@ -7,7 +7,7 @@
 //   node tests/pkg/run.mjs
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
-import { mkdtempSync, readFileSync, writeFileSync, cpSync, mkdirSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, cpSync, mkdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, extname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -97,6 +97,8 @@ else {
     record(`python decrypts the ${j.name} message`, ok, res[i].ok ? '' : res[i].error);
   });
 }
+
+rmSync(scratch, { recursive: true, force: true });
 
 const passed = results.filter((r) => r.ok).length;
 const failed = results.length - passed;
