@@ -80,10 +80,89 @@ export class MultiKeyring extends KeyringBase {
   }
 }
 
-export function encrypt(keyring, plaintext, options) { return wasm.encrypt(handle(keyring), plaintext, options); }
-export function decrypt(keyring, ciphertext, options) { return wasm.decrypt(handle(keyring), ciphertext, options); }
-export function encryptStream(keyring, options) { return wasm.encryptStream(handle(keyring), options); }
-export function decryptStream(keyring, options) { return wasm.decryptStream(handle(keyring), options); }
+/**
+ * Web Workers that run the AES-GCM of frames in parallel, for `encrypt`, `decrypt`, `encryptStream`,
+ * `decryptStream` and `Encryptor` (option `pool`). One thread's WebCrypto calls spend most of their
+ * time in bookkeeping around the AES; workers spread it over the cores. The calling thread still lays
+ * out and orders every frame, and plaintext is released only once its frame authenticates. Used for
+ * suites without signatures (the default); others run on the calling thread. Reuse one pool for many
+ * messages and `terminate()` it when done. `workerUrl`: where `pool-worker.js` of this package is
+ * served, if a bundler does not resolve it (or a Content-Security-Policy needs a fixed URL).
+ */
+export class WorkerPool {
+  #workers = [];
+  #pending = new Map();
+  #nextId = 0;
+  constructor({ workers, workerUrl } = {}) {
+    if (typeof Worker !== 'function') throw new EnvelopeError('INVALID_STATE', 'WorkerPool needs Web Workers (a browser or a worker)');
+    const n = workers ?? Math.max(1, Math.min(4, globalThis.navigator?.hardwareConcurrency ?? 2));
+    if (!Number.isInteger(n) || n < 1 || n > 64) throw new EnvelopeError('INVALID_ARGUMENT', 'workers: must be an integer from 1 to 64');
+    /** Number of workers. */
+    this.size = n;
+    for (let i = 0; i < n; i++) {
+      const w = workerUrl
+        ? new Worker(workerUrl, { type: 'module' })
+        : new Worker(new URL('./pool-worker.js', import.meta.url), { type: 'module' });
+      const slot = { worker: w, busy: 0 };
+      w.onmessage = ({ data }) => this.#settle(slot, data);
+      w.onerror = (e) => {
+        e.preventDefault?.();
+        slot.broken = true;
+        for (const [id, p] of this.#pending) if (p.slot === slot) this.#fail(id, `a worker failed: ${e.message || 'could not start'}`);
+      };
+      this.#workers.push(slot);
+    }
+  }
+
+  /** Runs one batch (internal protocol, see pool-worker.js); the buffer of `request.data` is transferred. */
+  run(request) {
+    const live = this.#workers.filter((s) => !s.broken);
+    if (live.length === 0) return Promise.reject(new EnvelopeError('INVALID_STATE', 'the worker pool has no working worker (terminated, or pool-worker.js could not load)'));
+    const slot = live.reduce((a, b) => (b.busy < a.busy ? b : a));
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, slot, op: request.op });
+      slot.busy++;
+      slot.worker.postMessage({ ...request, id }, [request.data.buffer]);
+    });
+  }
+
+  /** Stops the workers; batches still running fail. */
+  terminate() {
+    for (const s of this.#workers) { s.worker.terminate(); s.broken = true; }
+    for (const id of [...this.#pending.keys()]) this.#fail(id, 'the worker pool was terminated');
+  }
+
+  #settle(slot, { id, out, error }) {
+    const p = this.#pending.get(id);
+    if (!p) return;
+    this.#pending.delete(id);
+    slot.busy--;
+    // WebCrypto's OperationError on decrypt: a tag that does not verify.
+    if (error === 'OperationError' && p.op === 'decrypt') p.reject(new EnvelopeError('FRAME_AUTH_FAILED', 'authentication tag does not verify'));
+    else if (error) p.reject(new EnvelopeError('ENCRYPTION_FAILED', `a pool worker: ${error}`));
+    else p.resolve(out);
+  }
+
+  #fail(id, message) {
+    const p = this.#pending.get(id);
+    this.#pending.delete(id);
+    p.slot.busy--;
+    p.reject(new EnvelopeError('INVALID_STATE', message));
+  }
+}
+
+function checked(options) {
+  if (options && options.pool !== undefined && options.pool !== null && !(options.pool instanceof WorkerPool)) {
+    throw new EnvelopeError('INVALID_ARGUMENT', 'pool: must be a WorkerPool');
+  }
+  return options;
+}
+
+export function encrypt(keyring, plaintext, options) { return wasm.encrypt(handle(keyring), plaintext, checked(options)); }
+export function decrypt(keyring, ciphertext, options) { return wasm.decrypt(handle(keyring), ciphertext, checked(options)); }
+export function encryptStream(keyring, options) { return wasm.encryptStream(handle(keyring), checked(options)); }
+export function decryptStream(keyring, options) { return wasm.decryptStream(handle(keyring), checked(options)); }
 export function encryptedSize(keyring, plaintextSize, options) { return wasm.encryptedSize(handle(keyring), plaintextSize, options); }
 export function parseHeader(bytes) { return wasm.parseHeader(bytes); }
 /**
@@ -98,7 +177,7 @@ export function gatewayKmsDecrypt(url, options) { return wasm.gatewayKmsDecrypt(
 
 /** Hand-driven encryption: `const e = await Encryptor.start(keyring, opts)`, then `update` / `finish`. */
 export const Encryptor = {
-  start(keyring, options) { return wasm.Encryptor.start(handle(keyring), options); },
+  start(keyring, options) { return wasm.Encryptor.start(handle(keyring), checked(options)); },
 };
 
 /** Hand-driven decryption: `new Decryptor(keyring, opts)`, then `update` / `finish`. */

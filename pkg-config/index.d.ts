@@ -107,9 +107,27 @@ export interface CachingKeyringOptions {
 export declare class CachingKeyring extends Keyring { constructor(options: CachingKeyringOptions); }
 export declare class MultiKeyring extends Keyring { constructor(options: { generator?: Keyring; children?: Keyring[] }); }
 
+export interface WorkerPoolOptions {
+  /** Number of workers, 1 to 64 (default: hardwareConcurrency, at most 4). */
+  workers?: number;
+  /** Where this package's `pool-worker.js` is served, when a bundler does not resolve it. */
+  workerUrl?: string | URL;
+}
+/**
+ * Web Workers running the AES-GCM of frames in parallel (browsers). Pass it as the `pool` option;
+ * reuse it for many messages; `terminate()` it when done. Suites without signatures only (the default).
+ */
+export declare class WorkerPool {
+  constructor(options?: WorkerPoolOptions);
+  readonly size: number;
+  terminate(): void;
+}
+
 export interface CommonOptions {
   /** "webcrypto" (default; falls back to RustCrypto where WebCrypto cannot serve) or "rustcrypto". */
   aeadBackend?: 'webcrypto' | 'rustcrypto';
+  /** Run frames' AES-GCM on these workers (WebCrypto backend, unsigned suites). */
+  pool?: WorkerPool;
 }
 export interface EncryptOptions extends CommonOptions {
   encryptionContext?: EncryptionContext;

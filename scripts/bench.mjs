@@ -10,7 +10,7 @@
 //   (BENCH_NATIVE_MIB=256 and BENCH_GATEWAY_SECONDS=10 size the other parts)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,10 +47,25 @@ const browser = await chromium.launch({
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', '--enable-precise-memory-info'],
 });
+// Peak RSS of the page's renderer process(es), per measurement: Linux keeps
+// a high-water mark (VmHWM) that writing 5 to clear_refs resets.
+const renderers = () => readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((pid) => {
+  try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('--type=renderer'); } catch { return false; }
+});
+const rssReset = () => {
+  let ok = false;
+  for (const pid of renderers()) { try { writeFileSync(`/proc/${pid}/clear_refs`, '5'); ok = true; } catch { /* not ours to reset */ } }
+  return ok;
+};
+const rssPeakMiB = () => Math.max(0, ...renderers().map((pid) => {
+  try { return Number(readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmHWM:\s+(\d+) kB/m)[1]) / 1024; } catch { return 0; }
+}));
 const loadBefore = loadavg();
 let report;
 try {
   const page = await browser.newPage();
+  await page.exposeFunction('__rssReset', rssReset);
+  await page.exposeFunction('__rssPeakMiB', rssPeakMiB);
   page.on('console', (m) => console.log(`[page] ${m.text()}`));
   page.on('pageerror', (e) => console.log(`[pageerror] ${e.message}`));
   await page.goto(`http://127.0.0.1:${server.address().port}/`);
@@ -82,7 +97,7 @@ const all = { date: report.date, machine: report.machine, browser: report, nativ
 mkdirSync(join(root, 'bench'), { recursive: true });
 writeFileSync(join(root, 'bench/results.json'), JSON.stringify(all, null, 2) + '\n');
 const f0 = (x) => (x === undefined ? '' : Math.round(x).toString());
-const browserRows = report.results.map((r) => `| ${r.name} | ${r.mibps.toFixed(0)} | ${r.ratio.toFixed(2)} | ${r.ratioStream ? r.ratioStream.toFixed(2) : ''} | ${r.heapPeakMiB.toFixed(0)} | ${r.overheadBytes ?? ''} | ${r.streams === undefined ? '' : r.streams ? 'yes' : 'no'} |`);
+const browserRows = report.results.map((r) => `| ${r.name} | ${r.mibps.toFixed(0)} | ${r.ratio.toFixed(2)} | ${r.ratioStream ? r.ratioStream.toFixed(2) : ''} | ${r.heapPeakMiB.toFixed(0)} | ${r.rssPeakMiB ? r.rssPeakMiB.toFixed(0) : ''} | ${r.overheadBytes ?? ''} | ${r.streams === undefined ? '' : r.streams ? 'yes' : 'no'} |`);
 const nativeRows = native.rows.map((r) => `| ${r.name} | ${f0(r.encrypt)} (${r.encryptRatio.toFixed(2)}×) | ${f0(r.decrypt)} (${r.decryptRatio.toFixed(2)}×) | ${r.overheadBytes} | ${r.streams ? 'yes' : 'no'} | ${r.machine.loadavg1} |`);
 const gatewayRows = gateway.rows.map((r) => `| ${r.name} | ${r.requestsPerSecond}${r.mibPerSecond ? ` (${r.mibPerSecond} MiB/s)` : ''} | ${r.p50Ms} | ${r.p99Ms} | ${r.connections} | ${r.requests} | ${r.machine.loadavg1} |`);
 const md = [
@@ -90,8 +105,8 @@ const md = [
   '',
   `**Browser** (${report.userAgent.match(/Chrome\/[\d.]+/)?.[0] ?? 'Chromium'}, headless), ${report.sizeMiB} MiB random input, median of ${report.runs} runs after a warm-up; load average ${report.machine.loadavgBefore.map((x) => x.toFixed(2)).join(' ')} before, ${report.machine.loadavgAfter.map((x) => x.toFixed(2)).join(' ')} after. Message overhead: ${report.overheadBytes} bytes. ${report.package}.`,
   '',
-  '| measurement | MiB/s | × WebCrypto ceiling | × JS stream ceiling | JS heap peak MiB | overhead bytes | streams |',
-  '|---|---|---|---|---|---|---|',
+  '| measurement | MiB/s | × WebCrypto ceiling | × JS stream ceiling | JS heap peak MiB | renderer RSS peak MiB | overhead bytes | streams |',
+  '|---|---|---|---|---|---|---|---|',
   ...browserRows,
   '',
   `**Native**, ${native.sizeMiB} MiB random file, raw RSA-2048 (OAEP-SHA256), suite 0x0478, 64 KiB frames, median of ${native.runs} after a warm-up; ratios to the ceiling, ${native.ceiling.name}: ${native.ceiling.mibPerSecond} MiB/s. Peers run as processes on files, their start-up time subtracted; each peer's output is also decrypted by kms-envelope.`,

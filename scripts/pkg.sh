@@ -15,7 +15,7 @@ scripts/js/node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapp
   --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
   pkg/wasm/kms_envelope_bg.wasm -o pkg/wasm/kms_envelope_bg.wasm
 cp pkg-config/package.json pkg-config/README.md pkg-config/index.d.ts pkg-config/api.js \
-  pkg-config/init-browser.js pkg-config/init-node.js pkg/
+  pkg-config/init-browser.js pkg-config/init-node.js pkg-config/pool-worker.js pkg/
 
 # Ship the snippets directory too (the EnvelopeError class lives there).
 if [ -d pkg/wasm/snippets ]; then

@@ -13,7 +13,8 @@ use wasm_bindgen::prelude::*;
 use super::convert::{bytes, context, field, header_to_js, string_field, u32_field};
 use super::error::{bad_arg, to_js};
 use super::keyrings::Keyring;
-use super::frames::{as_u8_array, seal_chunk, WebKey};
+use super::frames::{as_u8_array, seal_chunk, Out, WebKey};
+use super::pool::{Pool, PoolSealer};
 use super::webcrypto::{Capture, CapturingWebCrypto, RecordingWebCrypto, WebCryptoAead};
 use crate::aead::RustCryptoAead;
 use crate::client::{Client, CommitmentPolicy, DecryptLimits, DecryptOptions, EncryptOptions};
@@ -153,9 +154,30 @@ pub fn encrypt(keyring: &Keyring, plaintext: JsValue, opts: JsValue) -> Promise 
     let header = header_to_js(enc.header());
     let r = Object::new();
     set(&r, "messageHeader", &header.clone().into());
-    // Fast path: frames sealed by WebCrypto straight from the caller's array.
+    let pool = Pool::from_options(&opts)?;
     let web = slot.borrow_mut().take();
     if let (Some(key), false) = (web, enc.is_signing()) {
+        // Frames sealed in batches by a worker pool.
+        if let (Some(pool), true) = (pool, js.length() > 0) {
+            let total = enc
+                .encrypted_size(js.length() as u64)
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| bad_arg("plaintext", "too large for one output array; use encryptStream"))?;
+            match PoolSealer::new(enc, key.clone(), pool) {
+                Ok(mut sealer) => {
+                    let mut out = Out::contiguous(total);
+                    sealer.update(&js, &mut out).await.map_err(to_js)?;
+                    sealer.finish(&mut out).await.map_err(to_js)?;
+                    if out.written() != total {
+                        return Err(to_js(crate::error::err!(EncryptionFailed, "the worker pool produced {} of {total} bytes", out.written())));
+                    }
+                    set(&r, "result", &out.into_array().expect("contiguous").into());
+                    return Ok(r.into());
+                }
+                Err(e) => enc = *e,
+            }
+        }
+        // Fast path: frames sealed by WebCrypto straight from the caller's array.
         if let Some(out) = seal_chunk(&mut enc, &key, &js, true).await.map_err(to_js)? {
             set(&r, "result", &out.into());
             return Ok(r.into());
@@ -176,12 +198,13 @@ pub fn decrypt(keyring: &Keyring, ciphertext: JsValue, opts: JsValue) -> Promise
     let inner = keyring.inner.clone();
     future_to_promise(async move {
     let ct = bytes(&ciphertext, "ciphertext")?;
-    let capture = Rc::new(Capture::default());
+    let capture = Rc::new(Capture::with_pool(Pool::from_options(&opts)?));
     let client = client_capturing(&opts, capture.clone())?;
     let o = decrypt_options(&opts)?;
     let mut dec = client.decryptor(&o);
     let mut out = Vec::new();
     decrypt_step(&mut dec, inner.as_ref(), &capture, &ct, &mut out).await.map_err(to_js)?;
+    capture.flush().await.map_err(to_js)?;
     let header = dec.finish().map_err(to_js)?;
     let r = Object::new();
     set(&r, "plaintext", &joined(capture.take(), &out).into());

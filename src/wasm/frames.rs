@@ -43,7 +43,13 @@ pub(crate) enum Out {
 }
 
 impl Out {
-    fn put(&mut self, a: Uint8Array) {
+    pub(crate) fn contiguous(total: u32) -> Out {
+        Out::Contiguous { buf: Uint8Array::new_with_length(total), off: 0 }
+    }
+    pub(crate) fn chunks() -> Out {
+        Out::Chunks { list: Vec::new(), len: 0 }
+    }
+    pub(crate) fn put(&mut self, a: Uint8Array) {
         match self {
             Out::Contiguous { buf, off } => {
                 buf.set(&a, *off);
@@ -55,12 +61,24 @@ impl Out {
             }
         }
     }
-    fn put_bytes(&mut self, b: &[u8]) {
+    pub(crate) fn put_bytes(&mut self, b: &[u8]) {
         if !b.is_empty() {
             self.put(Uint8Array::from(b));
         }
     }
-    fn written(&self) -> u32 {
+    pub(crate) fn into_array(self) -> Option<Uint8Array> {
+        match self {
+            Out::Contiguous { buf, .. } => Some(buf),
+            Out::Chunks { .. } => None,
+        }
+    }
+    pub(crate) fn into_list(self) -> Vec<Uint8Array> {
+        match self {
+            Out::Contiguous { buf, .. } => vec![buf],
+            Out::Chunks { list, .. } => list,
+        }
+    }
+    pub(crate) fn written(&self) -> u32 {
         match self {
             Out::Contiguous { off, .. } => *off,
             Out::Chunks { len, .. } => *len,

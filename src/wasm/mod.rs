@@ -14,6 +14,7 @@ mod error;
 mod frames;
 mod gateway;
 mod keyrings;
+mod pool;
 mod range;
 mod streams;
 mod webcrypto;

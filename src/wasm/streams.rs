@@ -21,7 +21,8 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::api::{client, client_capturing, client_recording, decrypt_options, decrypt_step, encrypt_options, KeySlot};
 use super::webcrypto::Capture;
-use super::frames::{as_u8_array, seal_chunk, seal_chunk_list, WebKey};
+use super::frames::{as_u8_array, seal_chunk, seal_chunk_list, Out, WebKey};
+use super::pool::{Pool, PoolSealer};
 use super::convert::{bytes, header_to_js};
 use super::error::{bad_arg, to_js};
 use super::keyrings::Keyring;
@@ -72,60 +73,136 @@ fn enqueue(controller: &JsValue, out: &[u8]) -> Result<(), JsValue> {
     f.call1(controller, &Uint8Array::from(out).into()).map(|_| ())
 }
 
-/// An encryptor with, when WebCrypto holds its key, the fast frame driver.
-struct Sealer {
-    enc: CoreEncryptor,
-    web: Option<WebKey>,
+/// An encryptor with, when WebCrypto holds its key, the fast frame driver,
+/// or with a worker pool as well, the pooled one.
+enum Sealer {
+    Direct { enc: CoreEncryptor, web: Option<WebKey> },
+    Pooled(PoolSealer),
 }
 
 impl Sealer {
     fn new(enc: CoreEncryptor, web: Option<WebKey>) -> Sealer {
         let web = if enc.is_signing() { None } else { web };
-        Sealer { enc, web }
+        Sealer::Direct { enc, web }
+    }
+
+    /// With a pool, where it can serve (WebCrypto holds the key, no signature).
+    fn with_pool(enc: CoreEncryptor, web: Option<WebKey>, pool: Option<Pool>) -> Sealer {
+        match (web, pool) {
+            (Some(key), Some(pool)) => match PoolSealer::new(enc, key.clone(), pool) {
+                Ok(p) => Sealer::Pooled(p),
+                Err(enc) => Sealer::new(*enc, Some(key)),
+            },
+            (web, _) => Sealer::new(enc, web),
+        }
+    }
+
+    fn encryptor(&self) -> &CoreEncryptor {
+        match self {
+            Sealer::Direct { enc, .. } => enc,
+            Sealer::Pooled(p) => p.encryptor(),
+        }
     }
 
     async fn update(&mut self, chunk: &JsValue) -> Result<Uint8Array, JsValue> {
-        if let (Some(key), Some(js)) = (&self.web, as_u8_array(chunk)) {
-            if let Some(out) = seal_chunk(&mut self.enc, key, &js, false).await.map_err(to_js)? {
-                return Ok(out);
-            }
+        match self {
+            Sealer::Pooled(p) => Ok(join(pooled_update(p, chunk).await?)),
+            Sealer::Direct { enc, web } => direct_update(enc, web.as_ref(), chunk).await,
         }
-        let input = chunk_bytes(chunk)?;
-        let mut out = Vec::with_capacity(input.len() + 1024);
-        self.enc.update(&input, &mut out).await.map_err(to_js)?;
-        Ok(Uint8Array::from(out.as_slice()))
     }
 
     /// As `update`, as a list of arrays passed on without copying.
     async fn update_chunks(&mut self, chunk: &JsValue) -> Result<Vec<Uint8Array>, JsValue> {
-        if let (Some(key), Some(js)) = (&self.web, as_u8_array(chunk)) {
-            if let Some(out) = seal_chunk_list(&mut self.enc, key, &js, false).await.map_err(to_js)? {
-                return Ok(out);
+        match self {
+            Sealer::Pooled(p) => pooled_update(p, chunk).await,
+            Sealer::Direct { enc, web } => {
+                if let (Some(key), Some(js)) = (&*web, as_u8_array(chunk)) {
+                    if let Some(out) = seal_chunk_list(enc, key, &js, false).await.map_err(to_js)? {
+                        return Ok(out);
+                    }
+                }
+                Ok(vec![direct_update(enc, None, chunk).await?])
             }
         }
-        Ok(vec![self.update(chunk).await?])
     }
 
-    async fn finish_chunks(mut self) -> Result<Vec<Uint8Array>, JsValue> {
-        if let Some(key) = &self.web {
-            let empty = Uint8Array::new_with_length(0);
-            if let Some(out) = seal_chunk_list(&mut self.enc, key, &empty, true).await.map_err(to_js)? {
-                return Ok(out);
+    async fn finish_chunks(self) -> Result<Vec<Uint8Array>, JsValue> {
+        match self {
+            Sealer::Pooled(p) => pooled_finish(p).await,
+            Sealer::Direct { mut enc, web } => {
+                if let Some(key) = &web {
+                    let empty = Uint8Array::new_with_length(0);
+                    if let Some(out) = seal_chunk_list(&mut enc, key, &empty, true).await.map_err(to_js)? {
+                        return Ok(out);
+                    }
+                }
+                Ok(vec![direct_finish(enc, None).await?])
             }
         }
-        Ok(vec![self.finish().await?])
     }
 
-    async fn finish(mut self) -> Result<Uint8Array, JsValue> {
-        if let Some(key) = &self.web {
-            if let Some(out) = seal_chunk(&mut self.enc, key, &Uint8Array::new_with_length(0), true).await.map_err(to_js)? {
-                return Ok(out);
-            }
+    async fn finish(self) -> Result<Uint8Array, JsValue> {
+        match self {
+            Sealer::Pooled(p) => Ok(join(pooled_finish(p).await?)),
+            Sealer::Direct { enc, web } => direct_finish(enc, web.as_ref()).await,
         }
-        let mut out = Vec::new();
-        self.enc.finish(&mut out).await.map_err(to_js)?;
-        Ok(Uint8Array::from(out.as_slice()))
     }
+}
+
+async fn direct_update(enc: &mut CoreEncryptor, web: Option<&WebKey>, chunk: &JsValue) -> Result<Uint8Array, JsValue> {
+    if let (Some(key), Some(js)) = (web, as_u8_array(chunk)) {
+        if let Some(out) = seal_chunk(enc, key, &js, false).await.map_err(to_js)? {
+            return Ok(out);
+        }
+    }
+    let input = chunk_bytes(chunk)?;
+    let mut out = Vec::with_capacity(input.len() + 1024);
+    enc.update(&input, &mut out).await.map_err(to_js)?;
+    Ok(Uint8Array::from(out.as_slice()))
+}
+
+async fn direct_finish(mut enc: CoreEncryptor, web: Option<&WebKey>) -> Result<Uint8Array, JsValue> {
+    if let Some(key) = web {
+        if let Some(out) = seal_chunk(&mut enc, key, &Uint8Array::new_with_length(0), true).await.map_err(to_js)? {
+            return Ok(out);
+        }
+    }
+    let mut out = Vec::new();
+    enc.finish(&mut out).await.map_err(to_js)?;
+    Ok(Uint8Array::from(out.as_slice()))
+}
+
+async fn pooled_update(p: &mut PoolSealer, chunk: &JsValue) -> Result<Vec<Uint8Array>, JsValue> {
+    let js = match as_u8_array(chunk) {
+        Some(js) => js,
+        None => Uint8Array::from(chunk_bytes(chunk)?.as_slice()),
+    };
+    let mut out = Out::chunks();
+    p.update(&js, &mut out).await.map_err(to_js)?;
+    Ok(out.into_list())
+}
+
+async fn pooled_finish(mut p: PoolSealer) -> Result<Vec<Uint8Array>, JsValue> {
+    let mut out = Out::chunks();
+    if p.finish(&mut out).await.map_err(to_js)? {
+        return Ok(out.into_list());
+    }
+    // An empty message: nothing went to the pool.
+    Ok(vec![direct_finish(p.into_encryptor(), None).await?])
+}
+
+/// One array of several.
+fn join(list: Vec<Uint8Array>) -> Uint8Array {
+    if list.len() == 1 {
+        return list.into_iter().next().expect("one");
+    }
+    let all = Uint8Array::new_with_length(list.iter().map(|a| a.length()).sum());
+    let mut off = 0;
+    for a in &list {
+        all.set(a, off);
+        off += a.length();
+    }
+    all
 }
 
 fn enqueue_js(controller: &JsValue, out: &Uint8Array) -> Result<(), JsValue> {
@@ -158,18 +235,20 @@ pub fn encrypt_stream(keyring: &Keyring, opts: JsValue) -> Result<Object, JsValu
     let slot: KeySlot = Rc::new(RefCell::new(None));
     let client = client_recording(&opts, Some(slot.clone()))?;
     let o = encrypt_options(&opts)?;
+    let pool = Pool::from_options(&opts)?;
     let inner = keyring.inner.clone();
     let state: Shared<Sealer> = Rc::new(RefCell::new(None));
     let header = Rc::new(Deferred::new());
 
     let (s, h) = (state.clone(), header.clone());
     let start = Closure::wrap(Box::new(move |_controller: JsValue| {
-        let (s, h, inner, client, o, slot) = (s.clone(), h.clone(), inner.clone(), client.clone(), o.clone(), slot.clone());
+        let (s, h, inner, client, o, slot, pool) = (s.clone(), h.clone(), inner.clone(), client.clone(), o.clone(), slot.clone(), pool.clone());
         future_to_promise(async move {
             match client.encryptor(inner.as_ref(), &o).await {
                 Ok(enc) => {
                     h.resolve(&header_to_js(enc.header()).into());
-                    *s.borrow_mut() = Some(Sealer::new(enc, slot.borrow_mut().take()));
+                    let web = slot.borrow_mut().take();
+                    *s.borrow_mut() = Some(Sealer::with_pool(enc, web, pool));
                     Ok(JsValue::UNDEFINED)
                 }
                 Err(e) => {
@@ -215,7 +294,7 @@ pub fn encrypt_stream(keyring: &Keyring, opts: JsValue) -> Result<Object, JsValu
 /// Decrypts what is written to it, releasing each frame once it authenticates.
 #[wasm_bindgen(js_name = decryptStream)]
 pub fn decrypt_stream(keyring: &Keyring, opts: JsValue) -> Result<Object, JsValue> {
-    let capture = Rc::new(Capture::default());
+    let capture = Rc::new(Capture::with_pool(Pool::from_options(&opts)?));
     let client = client_capturing(&opts, capture.clone())?;
     let o = decrypt_options(&opts)?;
     let inner = keyring.inner.clone();
@@ -224,6 +303,7 @@ pub fn decrypt_stream(keyring: &Keyring, opts: JsValue) -> Result<Object, JsValu
 
     let start = Closure::wrap(Box::new(|_c: JsValue| Promise::resolve(&JsValue::UNDEFINED)) as Box<dyn FnMut(JsValue) -> Promise>);
 
+    let capture_end = capture.clone();
     let (s, h) = (state.clone(), header.clone());
     let transform = Closure::wrap(Box::new(move |chunk: JsValue, controller: JsValue| {
         let (s, h, inner, capture) = (s.clone(), h.clone(), inner.clone(), capture.clone());
@@ -259,11 +339,16 @@ pub fn decrypt_stream(keyring: &Keyring, opts: JsValue) -> Result<Object, JsValu
     }) as Box<dyn FnMut(JsValue, JsValue) -> Promise>);
 
     let (s, h) = (state, header.clone());
-    let flush = Closure::wrap(Box::new(move |_controller: JsValue| {
-        let (s, h) = (s.clone(), h.clone());
+    let flush = Closure::wrap(Box::new(move |controller: JsValue| {
+        let (s, h, capture) = (s.clone(), h.clone(), capture_end.clone());
         future_to_promise(async move {
             let dec = s.borrow_mut().take().ok_or_else(taken)?;
-            dec.finish().map_err(|e| {
+            // Frames still with a worker pool: delivered once authenticated.
+            let flushed = capture.flush().await;
+            for f in &capture.take() {
+                enqueue_js(&controller, f)?;
+            }
+            flushed.and_then(|()| dec.finish().map(|_| ())).map_err(|e| {
                 let e = to_js(e);
                 h.reject(&e);
                 e
@@ -294,11 +379,12 @@ impl Encryptor {
             let slot: KeySlot = Rc::new(RefCell::new(None));
             let client = client_recording(&opts, Some(slot.clone()))?;
             let o = encrypt_options(&opts)?;
+            let pool = Pool::from_options(&opts)?;
             let enc = client.encryptor(inner.as_ref(), &o).await.map_err(to_js)?;
             let web = slot.borrow_mut().take();
             Ok(Encryptor {
                 header: header_to_js(enc.header()).into(),
-                inner: Rc::new(RefCell::new(Some(Sealer::new(enc, web)))),
+                inner: Rc::new(RefCell::new(Some(Sealer::with_pool(enc, web, pool)))),
             }
             .into())
         })
@@ -314,7 +400,7 @@ impl Encryptor {
     #[wasm_bindgen(js_name = encryptedSize)]
     pub fn encrypted_size(&self, plaintext_size: f64) -> Result<f64, JsValue> {
         let b = self.inner.borrow();
-        let enc = &b.as_ref().ok_or_else(taken)?.enc;
+        let enc = b.as_ref().ok_or_else(taken)?.encryptor();
         enc.encrypted_size(plaintext_size as u64).map(|n| n as f64).ok_or_else(|| bad_arg("plaintextSize", "too large"))
     }
 

@@ -17,6 +17,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{CryptoKey, SubtleCrypto};
 
+use super::pool::{Pool, PoolOpen};
 use crate::aead::{AeadProvider, FrameAead, RustCryptoKey};
 use crate::error::{err, Result};
 
@@ -70,15 +71,32 @@ impl AeadProvider for RecordingWebCrypto {
 /// copied into the core's output buffer. Enabled only for suites without
 /// a signature: a signed message's final frame must wait for its footer,
 /// which only the core's held-back buffer guarantees.
+///
+/// With a worker pool, frames are opened in batches there, and `frames`
+/// receives each batch once all of it authenticated.
 #[derive(Default)]
 pub(crate) struct Capture {
     pub(crate) enabled: core::cell::Cell<bool>,
     pub(crate) frames: RefCell<Vec<Uint8Array>>,
+    pool: Option<PoolOpen>,
 }
 
 impl Capture {
+    pub(crate) fn with_pool(pool: Option<Pool>) -> Capture {
+        Capture { pool: pool.map(PoolOpen::new), ..Capture::default() }
+    }
+
+    /// The plaintext frames ready (authenticated), in order.
     pub(crate) fn take(&self) -> Vec<Uint8Array> {
         core::mem::take(&mut *self.frames.borrow_mut())
+    }
+
+    /// Waits until every frame handed to the pool is opened (or one failed).
+    pub(crate) async fn flush(&self) -> Result<()> {
+        match &self.pool {
+            Some(p) => p.flush(&self.frames).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -170,6 +188,11 @@ impl FrameAead for WebCryptoKey {
     async fn open(&self, iv: &[u8; 12], aad: &[u8], sealed: &[u8], out: &mut Vec<u8>) -> Result<()> {
         if sealed.len() <= 16 {
             return self.fallback.open(iv, aad, sealed, out).await;
+        }
+        if let Some(c) = &self.capture {
+            if let (true, Some(pool)) = (c.enabled.get(), &c.pool) {
+                return pool.open(&self.key, iv, aad, sealed, &c.frames).await;
+            }
         }
         let params = gcm_params(iv, aad);
         let plain = resolve(self.subtle.decrypt_with_object_and_u8_array(&params, &self.key, sealed))

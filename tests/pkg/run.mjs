@@ -82,7 +82,9 @@ writeFileSync(join(scratch, 'browser-oneshot.esdk'), Buffer.from(page_out.oneSho
 writeFileSync(join(scratch, 'browser-stream.esdk'), Buffer.from(page_out.streamed, 'base64'));
 files['browser one-shot'] = join(scratch, 'browser-oneshot.esdk');
 files['browser stream'] = join(scratch, 'browser-stream.esdk');
-const sizes = { node: 300000, 'browser one-shot': 200000, 'browser stream': 200000 };
+writeFileSync(join(scratch, 'browser-pool.esdk'), Buffer.from(page_out.pooled, 'base64'));
+files['browser worker-pool'] = join(scratch, 'browser-pool.esdk');
+const sizes = { node: 300000, 'browser one-shot': 200000, 'browser stream': 200000, 'browser worker-pool': 200000 };
 for (const [name, input] of Object.entries(files)) {
   jobs.push({ name, op: 'decrypt', keyring: 'kms-rsa-RSAES_OAEP_SHA_256', suite: '0x0478', frame_length: 0, context: {},
     policy: 'require-encrypt-require-decrypt', input, output: `${input}.out` });

@@ -29,15 +29,21 @@ async function time(fn) {
   return performance.now() - t0;
 }
 
+// The renderer's peak RSS, reset before each measurement, where the runner
+// offers it (scripts/bench.mjs reads /proc); 0 elsewhere.
+const rssReset = async () => (window.__rssReset ? window.__rssReset() : false);
+const rssPeakMiB = async () => (window.__rssPeakMiB ? window.__rssPeakMiB() : 0);
+
 async function measure(name, bytes, fn, runs) {
   await fn(); // warm-up
   heapPeak = heap();
+  await rssReset();
   const ms = [];
   for (let i = 0; i < runs; i++) ms.push(await time(fn));
   ms.sort((a, b) => a - b);
   const median = ms[Math.floor(ms.length / 2)];
-  const r = { name, mibps: (bytes / MiB) / (median / 1000), ms: median, runs: ms.map((x) => Math.round(x)), heapPeakMiB: heapPeak / MiB };
-  log(`${name.padEnd(44)} ${r.mibps.toFixed(0).padStart(6)} MiB/s  (median ${median.toFixed(0)} ms of ${runs}; JS heap peak ${r.heapPeakMiB.toFixed(0)} MiB)`);
+  const r = { name, mibps: (bytes / MiB) / (median / 1000), ms: median, runs: ms.map((x) => Math.round(x)), heapPeakMiB: heapPeak / MiB, rssPeakMiB: await rssPeakMiB() };
+  log(`${name.padEnd(44)} ${r.mibps.toFixed(0).padStart(6)} MiB/s  (median ${median.toFixed(0)} ms of ${runs}; JS heap peak ${r.heapPeakMiB.toFixed(0)} MiB, renderer RSS peak ${r.rssPeakMiB.toFixed(0)} MiB)`);
   return r;
 }
 

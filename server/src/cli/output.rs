@@ -18,7 +18,7 @@ pub fn open_input(path: &str) -> Result<Box<dyn Read>, Error> {
         return Ok(Box::new(io::stdin().lock()));
     }
     let f = File::open(path).map_err(|e| io_err(&format!("cannot open {path}"), e))?;
-    Ok(Box::new(io::BufReader::with_capacity(1 << 16, f)))
+    Ok(Box::new(f))
 }
 
 pub enum Output {
