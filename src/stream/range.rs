@@ -125,16 +125,20 @@ impl Client {
             Some(alg) => {
                 // SPEC data-format/message-footer.md: a 2-byte length, then the
                 // DER signature, whose length varies (the Node SDK does not pad
-                // it). Find the lengths the last bytes allow; when the layout
-                // is not certain, read everything.
-                let max = alg.signature_len() as u64;
+                // it). Find the lengths the last bytes allow: a length prefix l
+                // followed by a DER SEQUENCE header of l - 2 content bytes
+                // (short form: ECDSA signatures are under 128 bytes). When the
+                // layout is still not certain, read everything.
+                let max = alg.signature_len() as u64 + 1;
                 let tail_len = (2 + max).min(size);
                 let tail = source.read_at(size - tail_len, tail_len as usize).await?;
-                let fits: Vec<_> = (1..=max)
+                let fits: Vec<_> = (8..=max)
                     .filter(|&l| l + 2 <= tail_len)
                     .filter(|&l| {
                         let at = (tail_len - 2 - l) as usize;
                         u64::from(u16::from_be_bytes([tail[at], tail[at + 1]])) == l
+                            && tail[at + 2] == 0x30
+                            && u64::from(tail[at + 3]) == l - 2
                     })
                     .filter_map(|l| layout(2 + l).map(|lay| (2 + l, lay)))
                     .collect();

@@ -192,18 +192,37 @@ pub fn encrypt(keyring: &Keyring, plaintext: JsValue, opts: JsValue) -> Promise 
     })
 }
 
+/// Bytes of the ciphertext handed to the decryptor at a time.
+const DECRYPT_PIECE: usize = 1 << 20;
+
 /// Decrypts a whole message → `{ plaintext: Uint8Array, messageHeader }`.
 #[wasm_bindgen]
 pub fn decrypt(keyring: &Keyring, ciphertext: JsValue, opts: JsValue) -> Promise {
     let inner = keyring.inner.clone();
     future_to_promise(async move {
-    let ct = bytes(&ciphertext, "ciphertext")?;
+    let js = match as_u8_array(&ciphertext) {
+        Some(js) => js,
+        None => Uint8Array::from(bytes(&ciphertext, "ciphertext")?.as_slice()),
+    };
     let capture = Rc::new(Capture::with_pool(Pool::from_options(&opts)?));
     let client = client_capturing(&opts, capture.clone())?;
     let o = decrypt_options(&opts)?;
     let mut dec = client.decryptor(&o);
     let mut out = Vec::new();
-    decrypt_step(&mut dec, inner.as_ref(), &capture, &ct, &mut out).await.map_err(to_js)?;
+    // Fed in pieces through one reused buffer: wasm memory stays small
+    // whatever the message size.
+    let n = js.length() as usize;
+    let mut piece = vec![0u8; n.min(DECRYPT_PIECE)];
+    let mut off = 0;
+    loop {
+        let take = (n - off).min(DECRYPT_PIECE);
+        js.subarray(off as u32, (off + take) as u32).copy_to(&mut piece[..take]);
+        decrypt_step(&mut dec, inner.as_ref(), &capture, &piece[..take], &mut out).await.map_err(to_js)?;
+        off += take;
+        if off == n {
+            break;
+        }
+    }
     capture.flush().await.map_err(to_js)?;
     let header = dec.finish().map_err(to_js)?;
     let r = Object::new();

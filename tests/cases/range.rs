@@ -186,6 +186,29 @@ case! {
 }
 
 case! {
+    fn range_reads_find_the_footer_despite_look_alike_bytes() {
+        // Bytes inside the signature that read as another length prefix
+        // (0x00, l at l + 2 bytes from the end) must not make the layout
+        // ambiguous: only a prefix followed by a DER SEQUENCE header counts.
+        let k = raw_aes(256);
+        let f = 4096u64;
+        let pt = plaintext(6 * f as usize + 100);
+        let ct = encrypt(&k, &pt, &opts(S0578, f as u32, &ctx(&[])));
+        let n = ct.len();
+        for l in [20usize, 57, 99] {
+            let mut m = ct.clone();
+            m[n - 2 - l] = 0;
+            m[n - 1 - l] = l as u8;
+            let src = Recorded::new(m.clone());
+            let r = range(&k, &src, f + 3, 2 * f + 9).unwrap();
+            assert_eq!(r.plaintext, pt[f as usize + 3..2 * f as usize + 9]);
+            let read: usize = src.reads().iter().map(|r| r.1).sum();
+            assert!(read < m.len(), "look-alike prefix {l}: read {read} of {} bytes", m.len());
+        }
+    }
+}
+
+case! {
     fn range_reads_of_peer_messages() {
         // Messages from the Python and Node SDKs in every framed suite, among
         // them sizes that are a multiple of the frame length (which peers may

@@ -4,7 +4,7 @@
 // the pure-wasm RustCrypto fallback, and the peers: the AWS Encryption SDK
 // for browsers (raw RSA keyring, suite 0x0478, frames of 4 KiB and 64 KiB)
 // and OpenPGP.js v6 (AEAD, SEIPDv2). Median of 5 runs after a warm-up.
-import { KmsRsaKeyring, RawRsaKeyring, encrypt, decrypt, encryptStream, decryptStream } from 'kms-envelope';
+import { KmsRsaKeyring, RawRsaKeyring, WorkerPool, encrypt, decrypt, encryptStream, decryptStream } from 'kms-envelope';
 import * as esdk from '@aws-crypto/client-browser';
 import * as openpgp from 'openpgp';
 
@@ -129,6 +129,27 @@ export async function run({ sizeMiB = 64, runs = 5, arn, publicKeyPem, privateKe
     if (n !== size) throw new Error(`stream released ${n} bytes, expected ${size}`);
   }, runs)), group: 'stream', op: 'decrypt' });
 
+  // The same with a worker pool (frames' AES-GCM on Web Workers, one per core).
+  const pool = new WorkerPool({ workers: navigator.hardwareConcurrency || 2 });
+  const pctx = { ...ctx, pool };
+  const poolName = `${pool.size} workers`;
+  results.push({ ...(await measure(`kms-envelope one-shot, ${poolName}: encrypt`, size, async () => {
+    const m = (await encrypt(keyring, input, pctx)).result;
+    if (m.length !== message.length) throw new Error('pooled encrypt: wrong length');
+  }, runs)), group: 'pool', op: 'encrypt' });
+  results.push({ ...(await measure(`kms-envelope one-shot, ${poolName}: decrypt`, size, async () => {
+    const { plaintext } = await decrypt(keyring, message, pctx);
+    if (plaintext.length !== size || plaintext[size - 1] !== input[size - 1]) throw new Error('pooled decrypt: wrong plaintext');
+  }, runs)), group: 'pool', op: 'decrypt' });
+  results.push({ ...(await measure(`kms-envelope stream, ${poolName}: encrypt`, size, async () => {
+    const n = await drain(new Blob([input]).stream().pipeThrough(encryptStream(keyring, pctx)));
+    if (n !== message.length) throw new Error(`pooled stream wrote ${n} bytes`);
+  }, runs)), group: 'pool-stream', op: 'encrypt' });
+  results.push({ ...(await measure(`kms-envelope stream, ${poolName}: decrypt`, size, async () => {
+    const n = await drain(new Blob([message]).stream().pipeThrough(decryptStream(keyring, pctx)));
+    if (n !== size) throw new Error(`pooled stream released ${n} bytes`);
+  }, runs)), group: 'pool-stream', op: 'decrypt' });
+
   // 1 GiB streamed through encryption and straight into decryption: the
   // pipeline's rate and the JS heap peak show memory stays flat.
   const GiB = 1024 * MiB;
@@ -147,6 +168,11 @@ export async function run({ sizeMiB = 64, runs = 5, arn, publicKeyPem, privateKe
     const n = await drain(source().pipeThrough(encryptStream(keyring, ctx)).pipeThrough(decryptStream(keyring, ctx)));
     if (n !== GiB) throw new Error(`pipeline released ${n} bytes`);
   }, Math.min(runs, 3))), group: 'stream-1gib', op: 'pipeline', streams: true });
+  results.push({ ...(await measure(`kms-envelope stream, ${poolName}, 1 GiB encrypt → decrypt pipeline`, GiB, async () => {
+    const n = await drain(source().pipeThrough(encryptStream(keyring, pctx)).pipeThrough(decryptStream(keyring, pctx)));
+    if (n !== GiB) throw new Error(`pooled pipeline released ${n} bytes`);
+  }, Math.min(runs, 3))), group: 'stream-1gib', op: 'pipeline', streams: true });
+  pool.terminate();
 
   // The AWS Encryption SDK for browsers: raw RSA keyring (WebCrypto), the
   // same suite, one-shot (it has no streaming API in browsers).
@@ -204,10 +230,10 @@ export async function run({ sizeMiB = 64, runs = 5, arn, publicKeyPem, privateKe
   streamCeiling.pipeline = 1 / (1 / streamCeiling.encrypt + 1 / streamCeiling.decrypt);
   for (const r of results) {
     r.ratio = r.mibps / ceiling[r.op];
-    if (r.group === 'stream' || r.group === 'stream-1gib') r.ratioStream = r.mibps / streamCeiling[r.op];
+    if (r.group === 'stream' || r.group === 'pool-stream' || r.group === 'stream-1gib') r.ratioStream = r.mibps / streamCeiling[r.op];
   }
   for (const r of results) {
-    if (r.group === 'one-shot' || r.group === 'stream' || r.group === 'rustcrypto') Object.assign(r, { overheadBytes: message.length - size, streams: true });
+    if (['one-shot', 'stream', 'pool', 'pool-stream', 'rustcrypto'].includes(r.group)) Object.assign(r, { overheadBytes: message.length - size, streams: true });
   }
   return { sizeMiB, runs, overheadBytes: message.length - size, userAgent: navigator.userAgent, results };
 }
