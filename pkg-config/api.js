@@ -114,7 +114,10 @@ export class WorkerPool {
     }
   }
 
-  /** Runs one batch (internal protocol, see pool-worker.js); the buffer of `request.data` is transferred. */
+  /**
+   * Runs one batch (internal protocol, see pool-worker.js): resolves to `{ frames, buffer }`, the
+   * frames' outputs and the request's buffer (transferred there and back, for reuse).
+   */
   run(request) {
     const live = this.#workers.filter((s) => !s.broken);
     if (live.length === 0) return Promise.reject(new EnvelopeError('INVALID_STATE', 'the worker pool has no working worker (terminated, or pool-worker.js could not load)'));
@@ -133,7 +136,7 @@ export class WorkerPool {
     for (const id of [...this.#pending.keys()]) this.#fail(id, 'the worker pool was terminated');
   }
 
-  #settle(slot, { id, out, error }) {
+  #settle(slot, { id, out, back, error }) {
     const p = this.#pending.get(id);
     if (!p) return;
     this.#pending.delete(id);
@@ -141,7 +144,7 @@ export class WorkerPool {
     // WebCrypto's OperationError on decrypt: a tag that does not verify.
     if (error === 'OperationError' && p.op === 'decrypt') p.reject(new EnvelopeError('FRAME_AUTH_FAILED', 'authentication tag does not verify'));
     else if (error) p.reject(new EnvelopeError('ENCRYPTION_FAILED', `a pool worker: ${error}`));
-    else p.resolve(out);
+    else p.resolve({ frames: out, buffer: back });
   }
 
   #fail(id, message) {

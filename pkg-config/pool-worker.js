@@ -4,7 +4,8 @@
 // non-extractable CryptoKey comes with each batch and is not kept.
 //
 // Request: { id, op: 'encrypt' | 'decrypt', key, data, lens, ivs, aads, aadLens }
-// Answer:  { id, out: ArrayBuffer[] } (transferred), or { id, error }.
+// Answer:  { id, out: ArrayBuffer[], back } (transferred; `back` is the
+//          request's buffer, handed back for reuse), or { id, error }.
 self.onmessage = async ({ data: m }) => {
   const { id, op, key, data, lens, ivs, aads, aadLens } = m;
   try {
@@ -16,7 +17,8 @@ self.onmessage = async ({ data: m }) => {
       jobs[i] = op === 'encrypt' ? subtle.encrypt(params, key, bytes) : subtle.decrypt(params, key, bytes);
     }
     const out = await Promise.all(jobs);
-    self.postMessage({ id, out }, out);
+    const back = data.buffer;
+    self.postMessage({ id, out, back }, [...out, back]);
   } catch (e) {
     self.postMessage({ id, error: (e && e.name) || 'Error' });
   }
