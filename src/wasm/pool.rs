@@ -34,6 +34,12 @@ use crate::stream::Encryptor;
 /// Bytes per batch (a whole number of frames, at least one).
 const BATCH_BYTES: usize = 1 << 20;
 
+/// Larger frames are sealed (and opened) on the calling thread.
+const MAX_POOLED_FRAME: usize = 16 << 20;
+
+/// The largest sealed frame (content and tag) handed to the pool.
+pub(crate) const MAX_POOLED_SEALED: usize = MAX_POOLED_FRAME + 16;
+
 /// The `pool` option: an object with a `run` method.
 #[derive(Clone)]
 pub(crate) struct Pool {
@@ -106,14 +112,15 @@ pub(crate) struct PoolSealer {
 }
 
 impl PoolSealer {
-    /// `None` where the pool cannot serve: signing suites (frames must pass
-    /// through the signer in order).
+    /// Gives the encryptor back where the pool cannot serve: signing suites
+    /// (frames must pass through the signer in order) and frames over
+    /// `MAX_POOLED_FRAME` (a batch holds at least one whole frame).
     pub(crate) fn new(
         enc: Encryptor,
         key: WebKey,
         pool: Pool,
     ) -> core::result::Result<PoolSealer, Box<Encryptor>> {
-        if enc.is_signing() {
+        if enc.is_signing() || enc.frame_len() > MAX_POOLED_FRAME {
             return Err(Box::new(enc));
         }
         let frame = enc.frame_len();

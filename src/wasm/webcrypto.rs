@@ -17,7 +17,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{CryptoKey, SubtleCrypto};
 
-use super::pool::{Pool, PoolOpen};
+use super::pool::{Pool, PoolOpen, MAX_POOLED_SEALED};
 use crate::aead::{AeadProvider, FrameAead, RustCryptoKey};
 use crate::error::{err, Result};
 
@@ -191,7 +191,11 @@ impl FrameAead for WebCryptoKey {
         }
         if let Some(c) = &self.capture {
             if let (true, Some(pool)) = (c.enabled.get(), &c.pool) {
-                return pool.open(&self.key, iv, aad, sealed, &c.frames).await;
+                if sealed.len() <= MAX_POOLED_SEALED {
+                    return pool.open(&self.key, iv, aad, sealed, &c.frames).await;
+                }
+                // Too large for a batch: what is queued goes first, in order.
+                pool.flush(&c.frames).await?;
             }
         }
         let params = gcm_params(iv, aad);

@@ -49,6 +49,10 @@ async function poolChecks(check, aes, ctx) {
     const pooled = (await decrypt(aes, m, { encryptionContext: ctx, pool })).plaintext;
     check(`pool: one-shot ${n} bytes, frame ${frameLength}: exact size, decrypts with and without the pool`, m.length === size && same(plain, pt) && same(pooled, pt));
   }
+  // Frames over 16 MiB stay on the calling thread, pool or not.
+  const huge = plaintext(18 * 1048576 + 7);
+  const hm = (await encrypt(aes, huge, { frameLength: 17 * 1048576, pool })).result;
+  check('pool: frames over 16 MiB', same((await decrypt(aes, hm, { pool, maxFrameLength: 32 * 1048576 })).plaintext, huge));
   const empty = (await encrypt(aes, new Uint8Array(0), { pool })).result;
   check('pool: empty message', (await decrypt(aes, empty, { pool })).plaintext.length === 0);
   const emptyStream = await collect(new Blob([]).stream().pipeThrough(encryptStream(aes, { pool })));
