@@ -415,20 +415,8 @@ impl PoolOpen {
             "aadLens",
             &Uint32Array::from(b.aad_lens.as_slice()),
         );
-        let p = self
-            .pool
-            .run
-            .call1(&self.pool.this, &request)
-            .map_err(|e| pool_error(&e, "run"))?;
-        let p: js_sys::Promise = p.dyn_into().map_err(|_| {
-            err!(
-                EncryptionFailed,
-                "the worker pool's run() must return a promise"
-            )
-        })?;
-        self.inflight
-            .borrow_mut()
-            .push_back((b.lens, JsFuture::from(p)));
+        let result = self.pool.run(&request)?;
+        self.inflight.borrow_mut().push_back((b.lens, result));
         Ok(())
     }
 
