@@ -159,6 +159,17 @@ pub(crate) fn framed_body_len(plaintext_len: u64, frame_length: u32) -> Option<u
         .checked_add(last + FINAL_FRAME_OVERHEAD)
 }
 
+/// The plaintext a framed body of `body_len` bytes carries, if the body is
+/// regular frames followed by a final frame of at most `frame_length`
+/// bytes (the only layout the format allows, spec "Body": every frame but
+/// the final is full). For sizing an output before decrypting.
+pub(crate) fn framed_plaintext_len(body_len: u64, frame_length: u32) -> Option<u64> {
+    let f = frame_length as u64;
+    let rest = body_len.checked_sub(FINAL_FRAME_OVERHEAD)?;
+    let (full, last) = (rest / (f + FRAME_OVERHEAD), rest % (f + FRAME_OVERHEAD));
+    (f > 0 && last <= f).then(|| full * f + last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +180,23 @@ mod tests {
         let aad = body_aad(&[7; 32], BodyKind::FinalFrame, 2, 5);
         assert_eq!(aad.len(), 32 + 34 + 4 + 8);
         assert_eq!(&aad[aad.len() - 12..], &[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 5]);
+    }
+
+    #[test]
+    fn plaintext_length_from_body_length() {
+        for f in [1u32, 16, 4096] {
+            for n in [0u64, 1, 15, 16, 17, 4095, 4096, 4097, 3 * 4096, 100_000] {
+                let body = framed_body_len(n, f).unwrap();
+                assert_eq!(framed_plaintext_len(body, f), Some(n), "n {n}, frame {f}");
+            }
+            // An empty final frame after full frames (other writers' layout).
+            let body = 3 * (f as u64 + FRAME_OVERHEAD) + FINAL_FRAME_OVERHEAD;
+            assert_eq!(framed_plaintext_len(body, f), Some(3 * f as u64));
+        }
+        assert_eq!(framed_plaintext_len(FINAL_FRAME_OVERHEAD - 1, 4096), None);
+        // A remainder no final frame can have.
+        assert_eq!(framed_plaintext_len(FINAL_FRAME_OVERHEAD + 17, 16), None);
+        assert_eq!(framed_plaintext_len(1000, 0), None);
     }
 
     #[test]

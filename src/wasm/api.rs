@@ -57,21 +57,6 @@ pub(crate) async fn decrypt_step(
     Ok(status)
 }
 
-/// Joins the captured frames and `out` (one of them is empty) into one array.
-pub(crate) fn joined(frames: Vec<Uint8Array>, out: &[u8]) -> Uint8Array {
-    let total: u32 = frames.iter().map(|f| f.length()).sum::<u32>() + out.len() as u32;
-    let all = Uint8Array::new_with_length(total);
-    let mut off = 0;
-    for f in &frames {
-        all.set(f, off);
-        off += f.length();
-    }
-    if !out.is_empty() {
-        all.set(&Uint8Array::from(out), off);
-    }
-    all
-}
-
 /// As [`client`]; with WebCrypto, the message key is also put in `slot`.
 pub(crate) fn client_recording(opts: &JsValue, slot: Option<KeySlot>) -> Result<Client, JsValue> {
     let mut c = Client::new();
@@ -171,7 +156,7 @@ pub fn encrypt(keyring: &Keyring, plaintext: JsValue, opts: JsValue) -> Promise 
                     if out.written() != total {
                         return Err(to_js(crate::error::err!(EncryptionFailed, "the worker pool produced {} of {total} bytes", out.written())));
                     }
-                    set(&r, "result", &out.into_array().expect("contiguous").into());
+                    set(&r, "result", &out.into_array().into());
                     return Ok(r.into());
                 }
                 Err(e) => enc = *e,
@@ -209,6 +194,9 @@ pub fn decrypt(keyring: &Keyring, ciphertext: JsValue, opts: JsValue) -> Promise
     let o = decrypt_options(&opts)?;
     let mut dec = client.decryptor(&o);
     let mut out = Vec::new();
+    // The plaintext: frames WebCrypto opened (captured), moved on as they
+    // come into an output sized from the message, which a pool allocates.
+    let mut plain: Option<Out> = None;
     // Fed in pieces through one reused buffer: wasm memory stays small
     // whatever the message size.
     let n = js.length() as usize;
@@ -219,17 +207,44 @@ pub fn decrypt(keyring: &Keyring, ciphertext: JsValue, opts: JsValue) -> Promise
         js.subarray(off as u32, (off + take) as u32).copy_to(&mut piece[..take]);
         decrypt_step(&mut dec, inner.as_ref(), &capture, &piece[..take], &mut out).await.map_err(to_js)?;
         off += take;
+        if plain.is_none() && capture.enabled.get() {
+            plain = Some(plaintext_out(&dec, n));
+        }
+        if let Some(p) = &mut plain {
+            capture.take().into_iter().for_each(|f| p.put(f));
+        }
         if off == n {
             break;
         }
     }
     capture.flush().await.map_err(to_js)?;
     let header = dec.finish().map_err(to_js)?;
+    let mut plain = plain.unwrap_or_else(Out::chunks);
+    capture.take().into_iter().for_each(|f| plain.put(f));
+    plain.put_bytes(&out);
     let r = Object::new();
-    set(&r, "plaintext", &joined(capture.take(), &out).into());
+    set(&r, "plaintext", &plain.into_array().into());
     set(&r, "messageHeader", &header_to_js(&header).into());
     Ok(r.into())
     })
+}
+
+/// The output for the plaintext of a one-shot decrypt of an `n`-byte
+/// message: one array sized from the message's layout where that is known
+/// (framed, unsigned), which frames are copied into as they authenticate
+/// (no second copy at the end, and each frame's array freed at once).
+fn plaintext_out(dec: &crate::stream::Decryptor, n: usize) -> Out {
+    use crate::format::ContentType;
+    let size = match (dec.header(), dec.header_len()) {
+        (Some(h), Some(hl)) if h.content_type == ContentType::Framed && !h.suite.is_signing() => {
+            crate::format::body::framed_plaintext_len((n - hl) as u64, h.frame_length)
+        }
+        _ => None,
+    };
+    match size.and_then(|s| u32::try_from(s).ok()) {
+        Some(s) => Out::contiguous(s),
+        None => Out::chunks(),
+    }
 }
 
 /// Parses a message header without any key: suite, context, key ARNs.

@@ -11,7 +11,7 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{CryptoKey, SubtleCrypto};
 
-use super::webcrypto::gcm_params;
+use super::webcrypto::GcmParams;
 use crate::error::{err, Result};
 use crate::format::body::BodyKind;
 use crate::stream::{Encryptor, FramePlan};
@@ -23,20 +23,20 @@ enum Source<'a> {
     Wasm(&'a [u8]),
 }
 
-async fn seal(key: &WebKey, plan: &FramePlan, data: Source<'_>) -> Result<Uint8Array> {
-    let params = gcm_params(&plan.iv, &plan.aad);
+async fn seal(key: &WebKey, params: &mut GcmParams, plan: &FramePlan, data: Source<'_>) -> Result<Uint8Array> {
+    let params = params.fill(&plan.iv, &plan.aad);
     let p = match data {
-        Source::Js(a) => key.0.encrypt_with_object_and_js_u8_array(&params, &key.1, a),
-        Source::Wasm(s) => key.0.encrypt_with_object_and_u8_array(&params, &key.1, s),
+        Source::Js(a) => key.0.encrypt_with_object_and_js_u8_array(params, &key.1, a),
+        Source::Wasm(s) => key.0.encrypt_with_object_and_u8_array(params, &key.1, s),
     }
     .map_err(|_| err!(EncryptionFailed, "WebCrypto AES-GCM encryption failed"))?;
     let v = JsFuture::from(p).await.map_err(|_| err!(EncryptionFailed, "WebCrypto AES-GCM encryption failed"))?;
     Ok(Uint8Array::new(&v))
 }
 
-/// Where sealed bytes go: one contiguous array (one-shot), or a list of
-/// chunks handed on as they are, WebCrypto's result arrays included, with
-/// no copy at all (streams).
+/// Where sealed (or opened) bytes go: one contiguous array (one-shot), or a
+/// list of chunks handed on as they are, WebCrypto's result arrays
+/// included, with no copy at all (streams).
 pub(crate) enum Out {
     Contiguous { buf: Uint8Array, off: u32 },
     Chunks { list: Vec<Uint8Array>, len: u32 },
@@ -51,9 +51,16 @@ impl Out {
     }
     pub(crate) fn put(&mut self, a: Uint8Array) {
         match self {
-            Out::Contiguous { buf, off } => {
+            Out::Contiguous { buf, off } if *off + a.length() <= buf.length() => {
                 buf.set(&a, *off);
                 *off += a.length();
+            }
+            Out::Contiguous { buf, off } => {
+                // More than the array holds (an output whose size was
+                // only estimated): carry on as a list.
+                let list = vec![buf.subarray(0, *off), a];
+                let len = list.iter().map(|x| x.length()).sum();
+                *self = Out::Chunks { list, len };
             }
             Out::Chunks { list, len } => {
                 *len += a.length();
@@ -66,15 +73,25 @@ impl Out {
             self.put(Uint8Array::from(b));
         }
     }
-    pub(crate) fn into_array(self) -> Option<Uint8Array> {
+    /// The contiguous output, exactly as long as what was written.
+    pub(crate) fn into_array(self) -> Uint8Array {
         match self {
-            Out::Contiguous { buf, .. } => Some(buf),
-            Out::Chunks { .. } => None,
+            Out::Contiguous { buf, off } if off == buf.length() => buf,
+            Out::Contiguous { buf, off } => buf.slice(0, off),
+            Out::Chunks { list, len } => {
+                let all = Uint8Array::new_with_length(len);
+                let mut off = 0;
+                for a in &list {
+                    all.set(a, off);
+                    off += a.length();
+                }
+                all
+            }
         }
     }
     pub(crate) fn into_list(self) -> Vec<Uint8Array> {
         match self {
-            Out::Contiguous { buf, .. } => vec![buf],
+            Out::Contiguous { buf, off } => vec![buf.subarray(0, off)],
             Out::Chunks { list, .. } => list,
         }
     }
@@ -127,6 +144,7 @@ async fn seal_into(enc: &mut Encryptor, key: &WebKey, chunk: &Uint8Array, last: 
         Out::Contiguous { buf: Uint8Array::new_with_length(total), off: 0 }
     };
     out.put_bytes(&header);
+    let mut params = GcmParams::new();
     let mut pos = 0usize;
     for j in 0..regular {
         let plan = enc.plan(BodyKind::Frame, f)?;
@@ -139,12 +157,12 @@ async fn seal_into(enc: &mut Encryptor, key: &WebKey, chunk: &Uint8Array, last: 
             b.resize(f, 0);
             chunk.subarray(0, need as u32).copy_to(&mut b[start..]);
             pos = need;
-            let r = seal(key, &plan, Source::Wasm(&b)).await;
+            let r = seal(key, &mut params, &plan, Source::Wasm(&b)).await;
             b.clear();
             *enc.buffer_mut() = b;
             r?
         } else {
-            let r = seal(key, &plan, Source::Js(&chunk.subarray(pos as u32, (pos + f) as u32))).await?;
+            let r = seal(key, &mut params, &plan, Source::Js(&chunk.subarray(pos as u32, (pos + f) as u32))).await?;
             pos += f;
             r
         };
@@ -161,7 +179,7 @@ async fn seal_into(enc: &mut Encryptor, key: &WebKey, chunk: &Uint8Array, last: 
         let b = core::mem::take(enc.buffer_mut());
         let plan = enc.plan(BodyKind::FinalFrame, b.len())?;
         out.put_bytes(&plan.prefix);
-        out.put(seal(key, &plan, Source::Wasm(&b)).await?);
+        out.put(seal(key, &mut params, &plan, Source::Wasm(&b)).await?);
     }
     if out.written() != total {
         return Err(err!(EncryptionFailed, "the WebCrypto driver produced {} of {total} bytes", out.written()));

@@ -43,7 +43,7 @@ impl AeadProvider for WebCryptoAead {
     async fn new_key(&self, key: &[u8]) -> Result<Box<dyn FrameAead>> {
         let fallback = RustCryptoKey::new(key)?;
         Ok(match import_key(key).await {
-            Some((subtle, key)) => Box::new(WebCryptoKey { subtle, key, fallback, capture: None }),
+            Some((subtle, key)) => WebCryptoKey::new(subtle, key, fallback, None),
             None => Box::new(fallback),
         })
     }
@@ -60,7 +60,7 @@ impl AeadProvider for RecordingWebCrypto {
         Ok(match import_key(key).await {
             Some((subtle, key)) => {
                 *self.0.borrow_mut() = Some((subtle.clone(), key.clone()));
-                Box::new(WebCryptoKey { subtle, key, fallback, capture: None })
+                WebCryptoKey::new(subtle, key, fallback, None)
             }
             None => Box::new(fallback),
         })
@@ -108,7 +108,7 @@ impl AeadProvider for CapturingWebCrypto {
     async fn new_key(&self, key: &[u8]) -> Result<Box<dyn FrameAead>> {
         let fallback = RustCryptoKey::new(key)?;
         Ok(match import_key(key).await {
-            Some((subtle, key)) => Box::new(WebCryptoKey { subtle, key, fallback, capture: Some(self.0.clone()) }),
+            Some((subtle, key)) => WebCryptoKey::new(subtle, key, fallback, Some(self.0.clone())),
             None => Box::new(fallback),
         })
     }
@@ -145,19 +145,53 @@ struct WebCryptoKey {
     key: CryptoKey,
     fallback: RustCryptoKey,
     capture: Option<Rc<Capture>>,
+    params: RefCell<GcmParams>,
+}
+
+impl WebCryptoKey {
+    fn new(subtle: SubtleCrypto, key: CryptoKey, fallback: RustCryptoKey, capture: Option<Rc<Capture>>) -> Box<WebCryptoKey> {
+        Box::new(WebCryptoKey { subtle, key, fallback, capture, params: RefCell::new(GcmParams::new()) })
+    }
 }
 
 fn set(o: &Object, k: &str, v: &JsValue) {
     let _ = Reflect::set(o, &k.into(), v);
 }
 
-pub(crate) fn gcm_params(iv: &[u8; 12], aad: &[u8]) -> Object {
-    let p = Object::new();
-    set(&p, "name", &"AES-GCM".into());
-    set(&p, "iv", &Uint8Array::from(&iv[..]).into());
-    set(&p, "additionalData", &Uint8Array::from(aad).into());
-    set(&p, "tagLength", &128.into());
-    p
+/// An `AesGcmParams` object reused for every frame of a key: only the
+/// bytes of its `iv` and `additionalData` arrays change. Safe because
+/// WebCrypto copies both while `encrypt`/`decrypt` runs, before returning
+/// its promise (WebCrypto, "normalize an algorithm": a copy of the bytes
+/// held by each BufferSource member), as it does the data. A fresh object
+/// and two fresh arrays per frame cost more than the AES of a small frame.
+pub(crate) struct GcmParams {
+    obj: Object,
+    iv: Uint8Array,
+    aad: Uint8Array,
+}
+
+impl GcmParams {
+    pub(crate) fn new() -> GcmParams {
+        let obj = Object::new();
+        set(&obj, "name", &"AES-GCM".into());
+        set(&obj, "tagLength", &128.into());
+        let iv = Uint8Array::new_with_length(12);
+        set(&obj, "iv", &iv);
+        let aad = Uint8Array::new_with_length(0);
+        set(&obj, "additionalData", &aad);
+        GcmParams { obj, iv, aad }
+    }
+
+    /// The parameters for one frame; valid until the next `fill`.
+    pub(crate) fn fill(&mut self, iv: &[u8; 12], aad: &[u8]) -> &Object {
+        self.iv.copy_from(iv);
+        if self.aad.length() as usize != aad.len() {
+            self.aad = Uint8Array::new_with_length(aad.len() as u32);
+            set(&self.obj, "additionalData", &self.aad);
+        }
+        self.aad.copy_from(aad);
+        &self.obj
+    }
 }
 
 async fn resolve(p: core::result::Result<Promise, JsValue>) -> core::result::Result<Uint8Array, ()> {
@@ -177,8 +211,8 @@ impl FrameAead for WebCryptoKey {
         if plaintext.is_empty() {
             return self.fallback.seal(iv, aad, plaintext, out).await;
         }
-        let params = gcm_params(iv, aad);
-        let sealed = resolve(self.subtle.encrypt_with_object_and_u8_array(&params, &self.key, plaintext))
+        let p = self.subtle.encrypt_with_object_and_u8_array(self.params.borrow_mut().fill(iv, aad), &self.key, plaintext);
+        let sealed = resolve(p)
             .await
             .map_err(|_| err!(EncryptionFailed, "WebCrypto AES-GCM encryption failed"))?;
         append(out, &sealed);
@@ -198,8 +232,8 @@ impl FrameAead for WebCryptoKey {
                 pool.flush(&c.frames).await?;
             }
         }
-        let params = gcm_params(iv, aad);
-        let plain = resolve(self.subtle.decrypt_with_object_and_u8_array(&params, &self.key, sealed))
+        let p = self.subtle.decrypt_with_object_and_u8_array(self.params.borrow_mut().fill(iv, aad), &self.key, sealed);
+        let plain = resolve(p)
             .await
             .map_err(|_| err!(FrameAuthFailed, "authentication tag does not verify"))?;
         match &self.capture {

@@ -1,5 +1,7 @@
 // Measures, in one page run and on the same input: the WebCrypto AES-256-GCM
-// ceiling (64 KiB calls, sequential and 4 in flight) and kms-envelope
+// ceiling (64 KiB calls, sequential and 4 in flight; and the same calls
+// written into one output array, or run in a JS TransformStream: what a
+// one-shot call and a stream must do besides the calls) and kms-envelope
 // (one-shot and streaming, both ways, KMS RSA keyring, 64 KiB frames), plus
 // the pure-wasm RustCrypto fallback, and the peers: the AWS Encryption SDK
 // for browsers (raw RSA keyring, suite 0x0478, frames of 4 KiB and 64 KiB)
@@ -33,17 +35,21 @@ async function time(fn) {
 // offers it (scripts/bench.mjs reads /proc); 0 elsewhere.
 const rssReset = async () => (window.__rssReset ? window.__rssReset() : false);
 const rssPeakMiB = async () => (window.__rssPeakMiB ? window.__rssPeakMiB() : 0);
+const cpuMs = async () => (window.__cpuMs ? window.__cpuMs() : 0);
 
 async function measure(name, bytes, fn, runs) {
   await fn(); // warm-up
   heapPeak = heap();
   await rssReset();
+  const cpu0 = await cpuMs();
   const ms = [];
   for (let i = 0; i < runs; i++) ms.push(await time(fn));
+  // Renderer CPU over the elapsed time of the runs (the calls to read it are outside).
+  const cpuCores = (await cpuMs() - cpu0) / ms.reduce((a, b) => a + b, 0);
   ms.sort((a, b) => a - b);
   const median = ms[Math.floor(ms.length / 2)];
-  const r = { name, mibps: (bytes / MiB) / (median / 1000), ms: median, runs: ms.map((x) => Math.round(x)), heapPeakMiB: heapPeak / MiB, rssPeakMiB: await rssPeakMiB() };
-  log(`${name.padEnd(44)} ${r.mibps.toFixed(0).padStart(6)} MiB/s  (median ${median.toFixed(0)} ms of ${runs}; JS heap peak ${r.heapPeakMiB.toFixed(0)} MiB, renderer RSS peak ${r.rssPeakMiB.toFixed(0)} MiB)`);
+  const r = { name, mibps: (bytes / MiB) / (median / 1000), ms: median, runs: ms.map((x) => Math.round(x)), heapPeakMiB: heapPeak / MiB, rssPeakMiB: await rssPeakMiB(), cpuCores };
+  log(`${name.padEnd(44)} ${r.mibps.toFixed(0).padStart(6)} MiB/s  (median ${median.toFixed(0)} ms of ${runs}; ${cpuCores.toFixed(2)} cores; JS heap peak ${r.heapPeakMiB.toFixed(0)} MiB, renderer RSS peak ${r.rssPeakMiB.toFixed(0)} MiB)`);
   return r;
 }
 
@@ -85,6 +91,23 @@ export async function run({ sizeMiB = 64, runs = 5, arn, publicKeyPem, privateKe
     }
     await Promise.all(q);
   };
+  // The one-shot ceiling: the same calls, each result written into one new
+  // output array (what a one-shot call must return).
+  const intoOne = async (op) => {
+    const o = new Uint8Array(op === 'enc' ? size + 16 * sealed.length : size);
+    let off = 0;
+    for (let i = 0; i < sealed.length; i++) {
+      const r = new Uint8Array(await (op === 'enc'
+        ? crypto.subtle.encrypt({ name: 'AES-GCM', iv: iv(i), additionalData: aad }, key, input.subarray(i * FRAME, (i + 1) * FRAME))
+        : crypto.subtle.decrypt({ name: 'AES-GCM', iv: iv(i), additionalData: aad }, key, sealed[i])));
+      o.set(r, off);
+      off += r.length;
+    }
+    if (off !== o.length) throw new Error('one-shot ceiling: wrong length');
+  };
+  const oEnc = await measure('WebCrypto 64 KiB, into one output array: encrypt', size, () => intoOne('enc'), runs);
+  const oDec = await measure('WebCrypto 64 KiB, into one output array: decrypt', size, () => intoOne('dec'), runs);
+  results.push({ ...oEnc, group: 'one-shot-ceiling', op: 'encrypt' }, { ...oDec, group: 'one-shot-ceiling', op: 'decrypt' });
   results.push({ ...(await measure('WebCrypto AES-GCM 64 KiB, 4 in flight: encrypt', size, () => inflight('enc'), runs)), group: 'ceiling-4', op: 'encrypt' });
   results.push({ ...(await measure('WebCrypto AES-GCM 64 KiB, 4 in flight: decrypt', size, () => inflight('dec'), runs)), group: 'ceiling-4', op: 'decrypt' });
 
@@ -108,6 +131,8 @@ export async function run({ sizeMiB = 64, runs = 5, arn, publicKeyPem, privateKe
     });
   };
   const sealedBlob = new Blob(sealed);
+  // What the stream source alone delivers.
+  results.push({ ...(await measure('Blob.stream() read and drained, no crypto', size, async () => { await drain(new Blob([input]).stream()); }, runs)), group: 'source', op: 'encrypt' });
   const sEnc = await measure('WebCrypto 64 KiB frames in a JS stream: encrypt', size, async () => { await drain(new Blob([input]).stream().pipeThrough(frameStream('enc'))); }, runs);
   const sDec = await measure('WebCrypto 64 KiB frames in a JS stream: decrypt', size, async () => { await drain(sealedBlob.stream().pipeThrough(frameStream('dec'))); }, runs);
   results.push({ ...sEnc, group: 'stream-ceiling', op: 'encrypt' }, { ...sDec, group: 'stream-ceiling', op: 'decrypt' });
@@ -228,14 +253,16 @@ export async function run({ sizeMiB = 64, runs = 5, arn, publicKeyPem, privateKe
   // is both ceilings in series.
   ceiling.pipeline = 1 / (1 / ceiling.encrypt + 1 / ceiling.decrypt);
   streamCeiling.pipeline = 1 / (1 / streamCeiling.encrypt + 1 / streamCeiling.decrypt);
+  const oneShotCeiling = { encrypt: oEnc.mibps, decrypt: oDec.mibps };
   for (const r of results) {
     r.ratio = r.mibps / ceiling[r.op];
-    if (r.group === 'stream' || r.group === 'pool-stream' || r.group === 'stream-1gib') r.ratioStream = r.mibps / streamCeiling[r.op];
+    if (['stream-ceiling', 'stream', 'pool-stream', 'stream-1gib'].includes(r.group)) r.ratioShape = r.mibps / streamCeiling[r.op];
+    if (['one-shot-ceiling', 'one-shot', 'pool'].includes(r.group)) r.ratioShape = r.mibps / oneShotCeiling[r.op];
   }
   for (const r of results) {
     if (['one-shot', 'stream', 'pool', 'pool-stream', 'rustcrypto'].includes(r.group)) Object.assign(r, { overheadBytes: message.length - size, streams: true });
   }
-  return { sizeMiB, runs, overheadBytes: message.length - size, userAgent: navigator.userAgent, results };
+  return { sizeMiB, runs, overheadBytes: message.length - size, userAgent: navigator.userAgent, ceiling, oneShotCeiling, streamCeiling, results };
 }
 
 window.__bench = run;

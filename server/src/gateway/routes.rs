@@ -149,8 +149,17 @@ fn json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// A refused body: 403 where it names nothing the caller may read, else 400.
+fn refusal_status(r: &Refusal) -> StatusCode {
+    if r.code == "FORBIDDEN" {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::BAD_REQUEST
+    }
+}
+
 fn invalid(r: Refusal) -> ApiError {
-    err(StatusCode::BAD_REQUEST, r.code, r.reason)
+    err(refusal_status(&r), r.code, r.reason)
 }
 
 fn unauthorized() -> ApiError {
@@ -474,10 +483,7 @@ async fn decrypt_inner(gw: Shared, method: Method, headers: HeaderMap, body: Byt
     }
     let req = match DecryptRequest::parse(&body) {
         Ok(r) => r,
-        Err(r) => {
-            let status = if r.code == "FORBIDDEN" { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
-            return Err(deny(status, r.code, r.object.as_deref(), r.key_id.as_deref(), &r.reason));
-        }
+        Err(r) => return Err(deny(refusal_status(&r), r.code, r.object.as_deref(), r.key_id.as_deref(), &r.reason)),
     };
     let (object, arn, alg, serialized) = (req.object.clone(), Some(req.key_id.as_str()), req.algorithm, &req.serialized_context);
     let o = match gw.db.get(&object) {
