@@ -120,7 +120,7 @@ const md = [
   '|---|---|---|---|---|---|---|---|---|',
   ...browserRows,
   '',
-  'The WebCrypto ceiling is the bare calls, their results dropped. A same-shape ceiling does what the row must also do, in plain JS with the same WebCrypto calls: for one-shot rows, write every result into one new output array (a fresh array costs its page faults once); for stream rows, a `TransformStream` fed by `Blob.stream()` and drained. "Renderer CPU" is the CPU time of the page\'s process (all its threads, workers included) over the elapsed time: 1.00 is one core kept busy, 2.00 both cores of this machine.',
+  'The WebCrypto ceiling is the bare calls, their results dropped; it is measured at the start and again at the end of the page run, and ratios use the faster of the two (as does the one-shot ceiling). A same-shape ceiling does what the row must also do, in plain JS with the same WebCrypto calls: for one-shot rows, write every result into one new output array (a fresh array costs its page faults once); for stream rows, a `TransformStream` fed by `Blob.stream()` and drained. "Renderer CPU" is the CPU time of the page\'s process (all its threads, workers included) over the elapsed time: 1.00 is one core kept busy, 2.00 both cores of this machine.',
   '',
   `**Native**, ${native.sizeMiB} MiB random file, raw RSA-2048 (OAEP-SHA256), suite 0x0478, 64 KiB frames, median of ${native.runs} after a warm-up; ratios to the ceiling, ${native.ceiling.name}: ${native.ceiling.mibPerSecond} MiB/s. Peers run as processes on files, their start-up time subtracted; each peer's output is also decrypted by kms-envelope.`,
   '',
