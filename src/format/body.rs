@@ -163,6 +163,7 @@ pub(crate) fn framed_body_len(plaintext_len: u64, frame_length: u32) -> Option<u
 /// regular frames followed by a final frame of at most `frame_length`
 /// bytes (the only layout the format allows, spec "Body": every frame but
 /// the final is full). For sizing an output before decrypting.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))] // used by the wasm API
 pub(crate) fn framed_plaintext_len(body_len: u64, frame_length: u32) -> Option<u64> {
     let f = frame_length as u64;
     let rest = body_len.checked_sub(FINAL_FRAME_OVERHEAD)?;

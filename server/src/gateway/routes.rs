@@ -318,10 +318,31 @@ async fn upload(State(gw): State<Shared>, method: Method, headers: HeaderMap, re
         if tokio::time::Instant::now() > deadline {
             return Err(err(StatusCode::REQUEST_TIMEOUT, "TIMEOUT", "the upload took too long"));
         }
-        object.push(&gw, &chunk)?;
+        if let Err(e) = object.push(&gw, &chunk) {
+            // Read and drop the rest (within the same limits) so that a
+            // client still sending gets this answer, not a broken pipe.
+            drain(&mut stream, deadline, stall, max).await;
+            return Err(e);
+        }
     }
     let o = object.commit(&gw)?;
     Ok((StatusCode::CREATED, Json(object_json(&o))).into_response())
+}
+
+/// Reads a refused upload's body to its end, at most `max` bytes and
+/// within `deadline`, with no pause over `stall`.
+async fn drain<S, E>(stream: &mut S, deadline: tokio::time::Instant, stall: Duration, max: u64)
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let mut seen = 0u64;
+    while seen <= max {
+        let left = stall.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        match tokio::time::timeout(left, stream.next()).await {
+            Ok(Some(Ok(c))) => seen += c.len() as u64,
+            _ => return,
+        }
+    }
 }
 
 /// Largest part of a chunked upload.
