@@ -194,8 +194,8 @@ pub fn decrypt(keyring: &Keyring, ciphertext: JsValue, opts: JsValue) -> Promise
     let o = decrypt_options(&opts)?;
     let mut dec = client.decryptor(&o);
     let mut out = Vec::new();
-    // The plaintext: frames WebCrypto opened (captured), moved on as they
-    // come into an output sized from the message, which a pool allocates.
+    // The plaintext: frames WebCrypto opened (captured), moved as they come
+    // into one output sized from the message (see `plaintext_out`).
     let mut plain: Option<Out> = None;
     // Fed in pieces through one reused buffer: wasm memory stays small
     // whatever the message size.

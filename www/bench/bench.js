@@ -71,15 +71,13 @@ export async function run({ sizeMiB = 64, runs = 5, arn, publicKeyPem, privateKe
   const iv = (i) => { const v = new Uint8Array(12); new DataView(v.buffer).setUint32(8, i + 1); return v; };
   const aad = new Uint8Array(100);
   const sealed = [];
-  for (let i = 0; i * FRAME < size; i++) {
-    sealed.push(new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv: iv(i), additionalData: aad }, key, input.subarray(i * FRAME, (i + 1) * FRAME))));
-  }
+  // One WebCrypto call on frame i of the input (encrypt) or of `sealed` (decrypt).
+  const frameCall = (op, i) => (op === 'enc'
+    ? crypto.subtle.encrypt({ name: 'AES-GCM', iv: iv(i), additionalData: aad }, key, input.subarray(i * FRAME, (i + 1) * FRAME))
+    : crypto.subtle.decrypt({ name: 'AES-GCM', iv: iv(i), additionalData: aad }, key, sealed[i]));
+  for (let i = 0; i * FRAME < size; i++) sealed.push(new Uint8Array(await frameCall('enc', i)));
   const bare = async (op) => {
-    for (let i = 0; i < sealed.length; i++) {
-      await (op === 'enc'
-        ? crypto.subtle.encrypt({ name: 'AES-GCM', iv: iv(i), additionalData: aad }, key, input.subarray(i * FRAME, (i + 1) * FRAME))
-        : crypto.subtle.decrypt({ name: 'AES-GCM', iv: iv(i), additionalData: aad }, key, sealed[i]));
-    }
+    for (let i = 0; i < sealed.length; i++) await frameCall(op, i);
   };
   const ceilEnc = await measure('WebCrypto AES-GCM 64 KiB, sequential: encrypt', size, () => bare('enc'), runs);
   const ceilDec = await measure('WebCrypto AES-GCM 64 KiB, sequential: decrypt', size, () => bare('dec'), runs);
@@ -87,9 +85,7 @@ export async function run({ sizeMiB = 64, runs = 5, arn, publicKeyPem, privateKe
   const inflight = async (op) => {
     const q = [];
     for (let i = 0; i * FRAME < size; i++) {
-      q.push(op === 'enc'
-        ? crypto.subtle.encrypt({ name: 'AES-GCM', iv: iv(i), additionalData: aad }, key, input.subarray(i * FRAME, (i + 1) * FRAME))
-        : crypto.subtle.decrypt({ name: 'AES-GCM', iv: iv(i), additionalData: aad }, key, sealed[i]));
+      q.push(frameCall(op, i));
       if (q.length === 4) await q.shift();
     }
     await Promise.all(q);
@@ -100,9 +96,7 @@ export async function run({ sizeMiB = 64, runs = 5, arn, publicKeyPem, privateKe
     const o = new Uint8Array(op === 'enc' ? size + 16 * sealed.length : size);
     let off = 0;
     for (let i = 0; i < sealed.length; i++) {
-      const r = new Uint8Array(await (op === 'enc'
-        ? crypto.subtle.encrypt({ name: 'AES-GCM', iv: iv(i), additionalData: aad }, key, input.subarray(i * FRAME, (i + 1) * FRAME))
-        : crypto.subtle.decrypt({ name: 'AES-GCM', iv: iv(i), additionalData: aad }, key, sealed[i])));
+      const r = new Uint8Array(await frameCall(op, i));
       o.set(r, off);
       off += r.length;
     }
