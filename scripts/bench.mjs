@@ -47,9 +47,27 @@ const browser = await chromium.launch({
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', '--enable-precise-memory-info'],
 });
+// The processes of the browser launched here: every process descended
+// from this script (the browser process, its zygotes, renderer and helpers).
+const procStat = (pid) => {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[1] ppid, f[11] utime, f[12] stime
+};
+const ourProcesses = () => {
+  const parent = new Map();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try { parent.set(Number(d), Number(procStat(d)[1])); } catch { /* gone */ }
+  }
+  const ours = (pid) => {
+    for (let p = parent.get(pid), hops = 0; p > 1 && hops < 64; p = parent.get(p) ?? 0, hops++) if (p === process.pid) return true;
+    return false;
+  };
+  return [...parent.keys()].filter(ours);
+};
 // Peak RSS of the page's renderer process(es), per measurement: Linux keeps
 // a high-water mark (VmHWM) that writing 5 to clear_refs resets.
-const renderers = () => readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((pid) => {
+const renderers = () => ourProcesses().filter((pid) => {
   try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('--type=renderer'); } catch { return false; }
 });
 const rssReset = () => {
@@ -60,15 +78,13 @@ const rssReset = () => {
 const rssPeakMiB = () => Math.max(0, ...renderers().map((pid) => {
   try { return Number(readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmHWM:\s+(\d+) kB/m)[1]) / 1024; } catch { return 0; }
 }));
-// CPU time of the renderer process(es), all threads (the page's workers
-// included), in ms: shows how many cores a measurement kept busy.
+// CPU time of that browser, in ms: all its processes and threads (the
+// browser process, which reads Blobs for streams; the renderer with the
+// page's workers): shows how many cores a measurement kept busy. Other
+// programs on the machine are not counted.
 const tick = 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-const cpuMs = () => renderers().reduce((sum, pid) => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return sum + (Number(f[11]) + Number(f[12])) * tick; // utime, stime
-  } catch { return sum; }
+const cpuMs = () => ourProcesses().reduce((sum, pid) => {
+  try { const f = procStat(pid); return sum + (Number(f[11]) + Number(f[12])) * tick; } catch { return sum; }
 }, 0);
 const loadBefore = loadavg();
 let report;
@@ -108,7 +124,7 @@ const all = { date: report.date, machine: report.machine, browser: report, nativ
 mkdirSync(join(root, 'bench'), { recursive: true });
 writeFileSync(join(root, 'bench/results.json'), JSON.stringify(all, null, 2) + '\n');
 const f0 = (x) => (x === undefined ? '' : Math.round(x).toString());
-const browserRows = report.results.map((r) => `| ${r.name} | ${r.mibps.toFixed(0)} | ${r.ratio.toFixed(2)} | ${r.ratioShape ? r.ratioShape.toFixed(2) : ''} | ${r.cpuCores ? r.cpuCores.toFixed(2) : ''} | ${r.heapPeakMiB.toFixed(0)} | ${r.rssPeakMiB ? r.rssPeakMiB.toFixed(0) : ''} | ${r.overheadBytes ?? ''} | ${r.streams === undefined ? '' : r.streams ? 'yes' : 'no'} |`);
+const browserRows = report.results.map((r) => `| ${r.name} | ${r.mibps.toFixed(0)} | ${r.ratio ? r.ratio.toFixed(2) : ''} | ${r.ratioShape ? r.ratioShape.toFixed(2) : ''} | ${r.cpuCores ? r.cpuCores.toFixed(2) : ''} | ${r.heapPeakMiB.toFixed(0)} | ${r.rssPeakMiB ? r.rssPeakMiB.toFixed(0) : ''} | ${r.overheadBytes ?? ''} | ${r.streams === undefined ? '' : r.streams ? 'yes' : 'no'} |`);
 const nativeRows = native.rows.map((r) => `| ${r.name} | ${f0(r.encrypt)} (${r.encryptRatio.toFixed(2)}×) | ${f0(r.decrypt)} (${r.decryptRatio.toFixed(2)}×) | ${r.overheadBytes} | ${r.streams ? 'yes' : 'no'} | ${r.machine.loadavg1} |`);
 const gatewayRows = gateway.rows.map((r) => `| ${r.name} | ${r.requestsPerSecond}${r.mibPerSecond ? ` (${r.mibPerSecond} MiB/s)` : ''} | ${r.p50Ms} | ${r.p99Ms} | ${r.connections} | ${r.requests} | ${r.machine.loadavg1} |`);
 const md = [
@@ -116,11 +132,11 @@ const md = [
   '',
   `**Browser** (${report.userAgent.match(/Chrome\/[\d.]+/)?.[0] ?? 'Chromium'}, headless), ${report.sizeMiB} MiB random input, median of ${report.runs} runs after a warm-up; load average ${report.machine.loadavgBefore.map((x) => x.toFixed(2)).join(' ')} before, ${report.machine.loadavgAfter.map((x) => x.toFixed(2)).join(' ')} after. Message overhead: ${report.overheadBytes} bytes. ${report.package}.`,
   '',
-  '| measurement | MiB/s | × WebCrypto ceiling | × same-shape ceiling | renderer CPU, cores | JS heap peak MiB | renderer RSS peak MiB | overhead bytes | streams |',
+  '| measurement | MiB/s | × WebCrypto ceiling | × same-shape ceiling | browser CPU, cores | JS heap peak MiB | renderer RSS peak MiB | overhead bytes | streams |',
   '|---|---|---|---|---|---|---|---|---|',
   ...browserRows,
   '',
-  'The WebCrypto ceiling is the bare calls, their results dropped; it is measured at the start and again at the end of the page run, and ratios use the faster of the two (as does the one-shot ceiling). A same-shape ceiling does what the row must also do, in plain JS with the same WebCrypto calls: for one-shot rows, write every result into one new output array (a fresh array costs its page faults once); for stream rows, a `TransformStream` fed by `Blob.stream()` and drained. "Renderer CPU" is the CPU time of the page\'s process (all its threads, workers included) over the elapsed time: 1.00 is one core kept busy, 2.00 both cores of this machine.',
+  'The WebCrypto ceiling is the bare calls, their results dropped; it is measured at the start and again at the end of the page run, and ratios use the faster of the two (as does the one-shot ceiling). A same-shape ceiling does what the row must also do, in plain JS with the same WebCrypto calls: for one-shot rows, write every result into one new output array (a fresh array costs its page faults once); for stream rows, a `TransformStream` fed by `Blob.stream()` and drained. "Browser CPU" is the CPU time of the browser running the page (all its processes and threads: the browser process, which reads Blobs, and the renderer with the page\'s workers) over the elapsed time: 1.00 is one core kept busy, 2.00 both cores of this machine.',
   '',
   `**Native**, ${native.sizeMiB} MiB random file, raw RSA-2048 (OAEP-SHA256), suite 0x0478, 64 KiB frames, median of ${native.runs} after a warm-up; ratios to the ceiling, ${native.ceiling.name}: ${native.ceiling.mibPerSecond} MiB/s. Peers run as processes on files, their start-up time subtracted; each peer's output is also decrypted by kms-envelope.`,
   '',

@@ -68,9 +68,17 @@ impl Out {
             }
         }
     }
+    /// Bytes from wasm memory: copied straight into a contiguous output
+    /// where they fit (no temporary array), else as a new chunk.
     pub(crate) fn put_bytes(&mut self, b: &[u8]) {
-        if !b.is_empty() {
-            self.put(Uint8Array::from(b));
+        let n = b.len() as u32;
+        match self {
+            _ if b.is_empty() => {}
+            Out::Contiguous { buf, off } if b.len() <= (buf.length() - *off) as usize => {
+                buf.subarray(*off, *off + n).copy_from(b);
+                *off += n;
+            }
+            _ => self.put(Uint8Array::from(b)),
         }
     }
     /// The contiguous output, exactly as long as what was written.
