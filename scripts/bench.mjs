@@ -6,7 +6,7 @@
 // bench/results.json and bench/results.md, and the README's Performance
 // section from them.
 //
-//   node scripts/bench.mjs [sizeMiB=64] [runs=5]
+//   node scripts/bench.mjs [sizeMiB=64] [runs=7]
 //   (BENCH_NATIVE_MIB=256 and BENCH_GATEWAY_SECONDS=10 size the other parts)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const tools = join(root, 'scripts/js/node_modules');
 const keys = join(root, 'tests/vectors/keys');
-const [sizeMiB = 64, runs = 5] = process.argv.slice(2).map(Number);
+const [sizeMiB = 64, runs = 7] = process.argv.slice(2).map(Number);
 const ARN = 'arn:aws:kms:us-west-2:111122223333:key/0a1b2c3d-0000-4000-8000-000000000001';
 
 const scratch = mkdtempSync(join(tmpdir(), 'kms-envelope-bench-'));
@@ -136,7 +136,7 @@ const md = [
   '|---|---|---|---|---|---|---|---|---|',
   ...browserRows,
   '',
-  'The WebCrypto ceiling is the bare calls, their results dropped; it is measured at the start and again at the end of the page run, and ratios use the faster of the two (as does the one-shot ceiling). A same-shape ceiling does what the row must also do, in plain JS with the same WebCrypto calls: for one-shot rows, write every result into one new output array (a fresh array costs its page faults once); for stream rows, a `TransformStream` fed by `Blob.stream()` and drained. "Browser CPU" is the CPU time of the browser running the page (all its processes and threads: the browser process, which reads Blobs, and the renderer with the page\'s workers) over the elapsed time: 1.00 is one core kept busy, 2.00 both cores of this machine.',
+  'The WebCrypto ceiling is the bare calls, their results dropped. Ratios are measured in alternation: each run of a row comes right after one run of the ceiling of its direction (and one of its same-shape ceiling), and a ratio is the median of the per-run ratios, so that the machine\'s drift over a page run (ceilings measured minutes apart differ by up to 20% here) cancels out. The ceilings themselves are measured at the start and again at the end of the page run; rows without a pair (the pipelines) use the faster of the two. A same-shape ceiling does what the row must also do, in plain JS with the same WebCrypto calls: for one-shot rows, write every result into one new output array (a fresh array costs its page faults once); for stream rows, a `TransformStream` fed by `Blob.stream()` and drained. "Browser CPU" is the CPU time of the browser running the page (all its processes and threads: the browser process, which reads Blobs, and the renderer with the page\'s workers) over the elapsed time: 1.00 is one core kept busy, 2.00 both cores of this machine.',
   '',
   `**Native**, ${native.sizeMiB} MiB random file, raw RSA-2048 (OAEP-SHA256), suite 0x0478, 64 KiB frames, median of ${native.runs} after a warm-up; ratios to the ceiling, ${native.ceiling.name}: ${native.ceiling.mibPerSecond} MiB/s. Peers run as processes on files, their start-up time subtracted; each peer's output is also decrypted by kms-envelope.`,
   '',
