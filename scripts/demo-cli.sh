@@ -20,6 +20,9 @@ kms_pid=$!
 for _ in $(seq 50); do grep -q listening "$work/kms.out" 2>/dev/null && break; sleep 0.1; done
 url=$(sed -n 's/^local KMS listening on //p' "$work/kms.out")
 echo "   local KMS (AWS KMS JSON protocol) at $url"
+# It answers only requests signed with the credentials it generated (0600).
+export AWS_SHARED_CREDENTIALS_FILE="$work/data/kms/credentials"
+echo "   requests signed (SigV4) with the credentials in $AWS_SHARED_CREDENTIALS_FILE"
 
 say "2. A 5 MiB file to protect"
 head -c $((5 * 1024 * 1024)) /dev/urandom > "$work/report.pdf"

@@ -65,6 +65,39 @@ impl Default for DecryptLimits {
     }
 }
 
+impl DecryptLimits {
+    /// Parses a complete header as decryption would, under these limits:
+    /// for a store or gateway that checks messages it cannot decrypt. A
+    /// header cut short is `Truncated`, unless it is already past
+    /// `max_header_length` (`LimitExceeded`).
+    pub fn parse_header(&self, bytes: &[u8]) -> Result<(Header, usize)> {
+        let limits = crate::format::header::HeaderLimits {
+            max_encrypted_data_keys: self.max_encrypted_data_keys,
+        };
+        match crate::format::header::parse(bytes, &limits)? {
+            Some(p) if p.len > self.max_header_length => Err(err!(
+                LimitExceeded,
+                "the header is {} bytes, the maximum is {}",
+                p.len,
+                self.max_header_length
+            )),
+            Some(p) if p.header.frame_length > self.max_frame_length => Err(err!(
+                LimitExceeded,
+                "frames of {} bytes, the maximum is {}",
+                p.header.frame_length,
+                self.max_frame_length
+            )),
+            Some(p) => Ok((p.header, p.len)),
+            None if bytes.len() > self.max_header_length => Err(err!(
+                LimitExceeded,
+                "the header is over {} bytes",
+                self.max_header_length
+            )),
+            None => Err(err!(Truncated, "the message ends inside its header")),
+        }
+    }
+}
+
 /// Options of one encryption.
 #[derive(Clone, Debug)]
 pub struct EncryptOptions {

@@ -35,10 +35,42 @@ fn describe<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>
 }
 
 impl Kms {
-    /// Builds a client. With `endpoint` (e.g. the local KMS) and no
-    /// credentials in the environment, fixed local credentials are used.
+    /// Builds a client. With `endpoint` and no credentials configured in the
+    /// environment, placeholder credentials are used (emulators such as
+    /// moto accept any); `kms-envelope local-kms` accepts only the ones in
+    /// its credentials file (`AWS_SHARED_CREDENTIALS_FILE`).
     pub async fn new(endpoint: Option<&str>, region: Option<&str>) -> Kms {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let mut loader = Self::loader();
+        if let Some(r) = region.map(str::to_owned).or_else(|| std::env::var("AWS_REGION").ok()) {
+            loader = loader.region(aws_config::Region::new(r));
+        } else if endpoint.is_some() {
+            loader = loader.region(aws_config::Region::new("us-east-1"));
+        }
+        if let Some(e) = endpoint {
+            loader = loader.endpoint_url(e);
+            let configured = ["AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE"].iter().any(|v| std::env::var_os(v).is_some());
+            if !configured {
+                loader = loader.credentials_provider(aws_sdk_kms::config::Credentials::new("local", "local", None, None, "kms-envelope-local"));
+            }
+        }
+        Kms { client: aws_sdk_kms::Client::new(&loader.load().await), public_keys: PublicKeyCache::default() }
+    }
+
+    /// A client of the embedded local KMS, called in process through the
+    /// same SDK code path (no socket: nothing else on the machine can call it).
+    pub async fn embedded(local: std::sync::Arc<crate::localkms::LocalKms>) -> Kms {
+        let region = local.region.clone();
+        let loader = Self::loader()
+            .region(aws_config::Region::new(region))
+            // Never dialled: the connector answers every request itself.
+            .endpoint_url("http://embedded-local-kms.invalid")
+            .http_client(crate::localkms::InProcess::client(local))
+            .credentials_provider(aws_sdk_kms::config::Credentials::new("embedded", "embedded", None, None, "kms-envelope-embedded"));
+        Kms { client: aws_sdk_kms::Client::new(&loader.load().await), public_keys: PublicKeyCache::default() }
+    }
+
+    fn loader() -> aws_config::ConfigLoader {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
             // A KMS that hangs must not hang the gateway's callers.
             .timeout_config(
@@ -47,19 +79,7 @@ impl Kms {
                     .operation_attempt_timeout(Duration::from_secs(5))
                     .operation_timeout(Duration::from_secs(15))
                     .build(),
-            );
-        if let Some(r) = region.map(str::to_owned).or_else(|| std::env::var("AWS_REGION").ok()) {
-            loader = loader.region(aws_config::Region::new(r));
-        } else if endpoint.is_some() {
-            loader = loader.region(aws_config::Region::new("us-east-1"));
-        }
-        if let Some(e) = endpoint {
-            loader = loader.endpoint_url(e);
-            if std::env::var("AWS_ACCESS_KEY_ID").is_err() && std::env::var("AWS_PROFILE").is_err() {
-                loader = loader.credentials_provider(aws_sdk_kms::config::Credentials::new("local", "local", None, None, "kms-envelope-local"));
-            }
-        }
-        Kms { client: aws_sdk_kms::Client::new(&loader.load().await), public_keys: PublicKeyCache::default() }
+            )
     }
 
     /// GetPublicKey: (key ARN, DER SPKI), cached for a few minutes.

@@ -5,10 +5,14 @@ mod cli;
 mod gateway;
 mod kms_client;
 mod localkms;
+mod private_fs;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // The data directories hold keys, tokens and user data: nothing this
+    // process creates is for other accounts.
+    private_fs::restrict_umask();
     match cli::run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

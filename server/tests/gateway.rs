@@ -75,10 +75,12 @@ fn gateway_end_to_end_and_authorization_matrix() {
     assert_eq!(pt.len(), 80);
     assert_eq!(&pt[..48], &sha2::Sha384::digest(&ser)[..], "KMS Decrypt's answer, as KMS gives it");
     let secret_b64 = v["plaintext"].as_str().unwrap().to_owned();
-    for (who, code) in [(Some("bob"), 403), (Some("carol"), 403), (None, 401)] {
+    for (who, code) in [(Some("bob"), 403), (Some("carol"), 403)] {
         assert_eq!(gw.decrypt_key(who, &req1).0, code, "{who:?}");
         decisions += 1;
     }
+    // No credential: refused and counted, not a line of the audit log.
+    assert_eq!(gw.decrypt_key(None, &req1).0, 401);
     // A forged context: alice's own object, but a claim the wrapped key was not made for.
     let mut forged = req1.clone();
     forged["encryptionContext"]["file"] = json!("other.txt");
@@ -110,7 +112,7 @@ fn gateway_end_to_end_and_authorization_matrix() {
 
     // bob decrypts the whole file through the gateway.
     let (_, bytes) = (0, {
-        let r = ureq::get(&format!("{}/v1/objects/obj-1", gw.url)).set("authorization", &token("bob")).call().unwrap();
+        let r = ureq::get(&format!("{}/v1/objects/obj-1?owner=alice", gw.url)).set("authorization", &token("bob")).call().unwrap();
         let mut b = Vec::new();
         r.into_reader().read_to_end(&mut b).unwrap();
         b
@@ -123,16 +125,20 @@ fn gateway_end_to_end_and_authorization_matrix() {
     decisions += 1;
     assert_eq!(plain, data);
 
-    // The audit log: one line per decision, and no key material.
+    // The audit log: one line per decision and per share granted, and no key material.
     let audit = std::fs::read_to_string(dd.join("audit.log")).unwrap();
-    let lines: Vec<Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let all: Vec<Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<&Value> = all.iter().filter(|l| l.get("decision").is_some()).collect();
     assert_eq!(lines.len(), decisions, "{audit}");
+    let events: Vec<_> = all.iter().filter_map(|l| l.get("event")).collect();
+    assert_eq!(events, [&json!("share")], "{audit}");
     assert_eq!(lines.iter().filter(|l| l["decision"] == "allow").count(), 3);
     assert!(lines.iter().all(|l| l["time"].is_string() && l["reason"].is_string()));
     assert!(!audit.contains(&secret_b64) && !audit.contains(&secret_b64[64..]), "key material in the audit log");
-    // Nor in the server's debug log (its own, the AWS SDK's, the HTTP stack's), in any encoding.
+    // Nor in the server's debug log (its own, the AWS SDK's, the in-process
+    // KMS connector's), in any encoding.
     let log = std::fs::read_to_string(d.path().join("gateway.log")).unwrap();
-    assert!(log.contains("aws_smithy") && log.contains("hyper"), "the debug log lacks the SDK's and the HTTP stack's lines: {} bytes", log.len());
+    assert!(log.contains("aws_smithy") && log.contains("local KMS call"), "the debug log lacks the SDK's and the local KMS's lines: {} bytes", log.len());
     let dek = &pt[48..];
     let hex_dek: String = dek.iter().map(|b| format!("{b:02x}")).collect();
     for (what, needle) in [
@@ -150,7 +156,7 @@ fn gateway_end_to_end_and_authorization_matrix() {
     assert_eq!(del("bob"), 404);
     assert_eq!(del("alice"), 204);
     assert_eq!(gw.get_json("alice", "/v1/objects/obj-2").0, 404);
-    assert!(!dd.join("objects/obj-2.esdk").exists());
+    assert!(!dd.join("objects/alice/obj-2.esdk").exists());
 }
 
 /// Sends the headers and half the body of an upload, then stops.
@@ -297,8 +303,11 @@ fn data_key_requests_are_rate_limited_per_user() {
     assert!((1..=5).contains(&wait), "Retry-After {wait}");
     assert_eq!(r.into_json::<Value>().unwrap()["error"], "RATE_LIMITED");
     assert_eq!(gw.decrypt_key(Some("bob"), &req).0, 403, "bob has his own budget (and no right)");
+    // Counted, not written: a flood of refusals is no flood of synced lines.
     let audit = std::fs::read_to_string(d.path().join("data/audit.log")).unwrap();
-    assert_eq!(audit.lines().filter(|l| l.contains("rate limited")).count(), 1);
+    assert_eq!(audit.lines().count(), 4, "three allowed, one denied (bob): {audit}");
+    let m = ureq::get(&format!("{}/v1/metrics", gw.url)).call().unwrap().into_string().unwrap();
+    assert!(m.contains("kms_envelope_refusals_total{reason=\"rate_limited\"} 1"), "{m}");
 }
 
 /// GET over TLS trusting only `ca` (PEM); answers the raw response head.

@@ -77,14 +77,16 @@ fn post_json(url: &str, path: &str, auth: &str, content_type: &str, body: &[u8])
 fn store_is_consistent(gw: &Gw, data: &Path) -> BTreeSet<String> {
     let (_, list) = gw.get_json("alice", "/v1/objects");
     let rows: BTreeSet<String> = list["objects"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap().to_owned()).collect();
-    let blobs: BTreeSet<String> = std::fs::read_dir(data.join("objects"))
-        .unwrap()
+    // Blobs live in their owner's directory, objects/OWNER/ID.esdk.
+    let blobs: BTreeSet<String> = std::fs::read_dir(data.join("objects/alice"))
+        .into_iter()
+        .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".esdk").map(str::to_owned))
         .collect();
     assert_eq!(rows, blobs, "SQLite rows and blob files disagree");
     for o in list["objects"].as_array().unwrap() {
-        let len = std::fs::metadata(data.join("objects").join(format!("{}.esdk", o["id"].as_str().unwrap()))).unwrap().len();
+        let len = std::fs::metadata(data.join("objects/alice").join(format!("{}.esdk", o["id"].as_str().unwrap()))).unwrap().len();
         assert_eq!(o["size"].as_u64().unwrap(), len, "{o}");
     }
     assert_eq!(std::fs::read_dir(data.join("objects/incoming")).unwrap().count(), 0, "partial uploads left behind");
@@ -264,7 +266,8 @@ fn slow_clients_are_cut_off_and_others_are_served() {
 #[test]
 fn a_hundred_concurrent_uploads_and_deletes_of_one_object() {
     let d = tempfile::tempdir().unwrap();
-    setup_with(d.path(), 4 << 20, "");
+    // The race, not the upload caps (tested on their own), is under test here.
+    setup_with(d.path(), 4 << 20, "max_uploads_per_user = 200");
     let gw = Arc::new(start(d.path()));
     let sealer = Sealer::new(&gw);
     let data = d.path().join("data");
@@ -299,7 +302,7 @@ fn a_hundred_concurrent_uploads_and_deletes_of_one_object() {
     let codes = run(blobs.iter().map(|b| upload(&gw, b.clone())).collect());
     assert_eq!((count(&codes, 201), count(&codes, 409)), (1, N - 1), "{codes:?}");
     let winner = codes.iter().position(|&c| c == 201).unwrap();
-    assert_eq!(std::fs::read(data.join("objects/same.esdk")).unwrap(), *blobs[winner], "the acknowledged upload's bytes");
+    assert_eq!(std::fs::read(data.join("objects/alice/same.esdk")).unwrap(), *blobs[winner], "the acknowledged upload's bytes");
     store_is_consistent(&gw, &data);
 
     // 100 deletes of it at once: one 204, the rest 404; it is gone.
@@ -322,7 +325,7 @@ fn a_hundred_concurrent_uploads_and_deletes_of_one_object() {
         assert!(codes.iter().all(|c| [201, 204, 404, 409].contains(c)), "round {round}: {codes:?}");
         let ids = store_is_consistent(&gw, &data);
         if ids.contains("same") {
-            let stored = std::fs::read(data.join("objects/same.esdk")).unwrap();
+            let stored = std::fs::read(data.join("objects/alice/same.esdk")).unwrap();
             assert!(blobs.iter().any(|b| **b == stored), "round {round}: the stored blob is no upload's");
             assert_eq!(status(ureq::delete(&format!("{}/v1/objects/same", gw.url)).set("authorization", &token("alice")).call()).0, 204);
         }

@@ -164,7 +164,8 @@ fn gateway_under_kms_throttling_lies_and_outages() {
     let purl = proxy.words[1].clone();
 
     configure(d.path(), &purl, "alias/files", "kms_cache_seconds = 0");
-    let gw = start(d.path());
+    let creds = kms_dir.join("kms/credentials");
+    let gw = start_env(d.path(), &[("AWS_SHARED_CREDENTIALS_FILE", &creds)]);
     let data = vec![9u8; 100_000];
     let blob = gw.seal("alice", "f-1", "f.bin", &data);
     assert_eq!(gw.upload(Some("alice"), &blob).0, 201);
@@ -244,8 +245,16 @@ fn gateway_serves_keys_for_messages_the_python_kms_rsa_keyring_made() {
     let made = d.path().join("python.esdk");
     std::fs::write(&plain, &data).unwrap();
     let ctx = json!({ "owner": "alice", "object": "py-1", "file": "from-python.bin" }).to_string();
+    // The Python keyring reaches the same keys through `local-kms` (the
+    // gateway calls its embedded KMS in process: there is no port to share).
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kms-envelope"));
+    let store = d.path().join("data");
+    cmd.args(["local-kms", "--data-dir", store.to_str().unwrap(), "--listen", "127.0.0.1:0"]).env_remove("KMS_ENVELOPE_MASTER_KEY");
+    let local = spawn(cmd);
+    let kms_url = local.words.last().unwrap().clone();
     let mut c = python("kms_rsa_peer.py");
-    let out = c.args(["encrypt", &gw.kms, &arn, plain.to_str().unwrap(), made.to_str().unwrap(), &ctx]).output().unwrap();
+    c.env("AWS_SHARED_CREDENTIALS_FILE", store.join("kms/credentials"));
+    let out = c.args(["encrypt", &kms_url, &arn, plain.to_str().unwrap(), made.to_str().unwrap(), &ctx]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let blob = std::fs::read(&made).unwrap();
     let (s, v) = gw.upload(Some("alice"), &blob);
@@ -270,7 +279,8 @@ fn gateway_caches_kms_answers_but_authorizes_every_request() {
     let proxy = spawn(cmd);
     let purl = proxy.words[1].clone();
     configure(d.path(), &purl, "alias/files", "kms_cache_seconds = 2");
-    let gw = start(d.path());
+    let creds = kd.join("kms/credentials");
+    let gw = start_env(d.path(), &[("AWS_SHARED_CREDENTIALS_FILE", &creds)]);
     let blob = gw.seal("alice", "c-1", "c.bin", &[5u8; 70_000]);
     assert_eq!(gw.upload(Some("alice"), &blob).0, 201);
     let (s, _) = status(ureq::post(&format!("{}/v1/objects/c-1/shares", gw.url)).set("authorization", &token("alice")).send_json(json!({"user": "bob"})));

@@ -27,6 +27,8 @@ fn ok(o: &Output) -> String {
 struct Server {
     child: Child,
     url: String,
+    /// The credentials file it generated (AWS_SHARED_CREDENTIALS_FILE).
+    credentials: PathBuf,
 }
 
 impl Drop for Server {
@@ -47,20 +49,25 @@ fn start(data: &Path, master_env: Option<&str>) -> Server {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = line.trim().strip_prefix("local KMS listening on ").unwrap_or_else(|| panic!("unexpected: {line:?}")).to_owned();
-    Server { child, url }
+    Server { child, url, credentials: data.join("kms/credentials") }
 }
 
-fn encrypt_with_kms(url: &str, arn: &str, input: &Path, output: &Path) -> Output {
-    run(&[
+/// The CLI against the local KMS, with its credentials as the AWS SDKs take them.
+fn with_kms(server: &Server, args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env_remove("KMS_ENVELOPE_MASTER_KEY").env("AWS_SHARED_CREDENTIALS_FILE", &server.credentials).output().expect("binary runs")
+}
+
+fn encrypt_with_kms(server: &Server, arn: &str, input: &Path, output: &Path) -> Output {
+    with_kms(server, &[
         "encrypt", "-i", input.to_str().unwrap(), "-o", output.to_str().unwrap(), "--context", "owner=alice",
-        "--kms-rsa", &format!("arn={arn},algorithm=RSAES_OAEP_SHA_256"), "--kms-endpoint", url,
+        "--kms-rsa", &format!("arn={arn},algorithm=RSAES_OAEP_SHA_256"), "--kms-endpoint", &server.url,
     ])
 }
 
-fn decrypt_with_kms(url: &str, arn: &str, input: &Path, output: &Path) -> Output {
-    run(&[
+fn decrypt_with_kms(server: &Server, arn: &str, input: &Path, output: &Path) -> Output {
+    with_kms(server, &[
         "decrypt", "-i", input.to_str().unwrap(), "-o", output.to_str().unwrap(), "--context", "owner=alice",
-        "--kms-rsa", &format!("arn={arn},algorithm=RSAES_OAEP_SHA_256"), "--kms-endpoint", url,
+        "--kms-rsa", &format!("arn={arn},algorithm=RSAES_OAEP_SHA_256"), "--kms-endpoint", &server.url,
     ])
 }
 
@@ -87,10 +94,11 @@ fn local_kms_with_aws_sdks_both_ways() {
     std::fs::write(d.path().join("plain.bin"), &plain).unwrap();
 
     // kms-envelope encrypts with the public key from GetPublicKey (aws-sdk-kms).
-    ok(&encrypt_with_kms(&server.url, &arn, &d.path().join("plain.bin"), &d.path().join("ours.esdk")));
+    ok(&encrypt_with_kms(&server, &arn, &d.path().join("plain.bin"), &d.path().join("ours.esdk")));
     // boto3 and the Python KMS RSA keyring, against the same local KMS.
     let py = Command::new(root().join(".venv/bin/python"))
         .args([root().join("tests/interop/kms_local.py").to_str().unwrap(), &server.url, &arn, d.path().to_str().unwrap()])
+        .env("AWS_SHARED_CREDENTIALS_FILE", &server.credentials)
         .output()
         .unwrap();
     assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
@@ -101,23 +109,23 @@ fn local_kms_with_aws_sdks_both_ways() {
     }
     // And kms-envelope decrypts what the Python keyring made, through aws-sdk-kms.
     let out = d.path().join("out.bin");
-    ok(&decrypt_with_kms(&server.url, &arn, &d.path().join("python.esdk"), &out));
+    ok(&decrypt_with_kms(&server, &arn, &d.path().join("python.esdk"), &out));
     assert_eq!(std::fs::read(&out).unwrap(), plain);
     std::fs::remove_file(&out).unwrap();
 
     // A disabled key refuses to decrypt; enabled again, it works.
     ok(&run(&["keys", "--data-dir", dd, "disable", &arn]));
-    fails(&decrypt_with_kms(&server.url, &arn, &d.path().join("ours.esdk"), &out), "DisabledException");
+    fails(&decrypt_with_kms(&server, &arn, &d.path().join("ours.esdk"), &out), "DisabledException");
     assert!(!out.exists());
     ok(&run(&["keys", "--data-dir", dd, "enable", &arn]));
-    ok(&decrypt_with_kms(&server.url, &arn, &d.path().join("ours.esdk"), &out));
+    ok(&decrypt_with_kms(&server, &arn, &d.path().join("ours.esdk"), &out));
     std::fs::remove_file(&out).unwrap();
 
     // Pending deletion: KMSInvalidStateException; cancelled, the key is disabled until enabled.
     ok(&run(&["keys", "--data-dir", dd, "schedule-deletion", &arn, "--days", "7"]));
-    fails(&decrypt_with_kms(&server.url, &arn, &d.path().join("ours.esdk"), &out), "KMSInvalidStateException");
+    fails(&decrypt_with_kms(&server, &arn, &d.path().join("ours.esdk"), &out), "KMSInvalidStateException");
     ok(&run(&["keys", "--data-dir", dd, "cancel-deletion", &arn]));
-    fails(&decrypt_with_kms(&server.url, &arn, &d.path().join("ours.esdk"), &out), "DisabledException");
+    fails(&decrypt_with_kms(&server, &arn, &d.path().join("ours.esdk"), &out), "DisabledException");
     ok(&run(&["keys", "--data-dir", dd, "enable", &arn]));
 
     // Rotation: a new key behind the alias; the old key still decrypts.
@@ -125,16 +133,16 @@ fn local_kms_with_aws_sdks_both_ways() {
     assert_ne!(new_arn, arn);
     let list = ok(&run(&["keys", "--data-dir", dd, "list"]));
     assert!(list.lines().any(|l| l.starts_with(&new_arn) && l.ends_with("alias/files")), "{list}");
-    ok(&encrypt_with_kms(&server.url, &new_arn, &d.path().join("plain.bin"), &d.path().join("new.esdk")));
-    ok(&decrypt_with_kms(&server.url, &new_arn, &d.path().join("new.esdk"), &out));
+    ok(&encrypt_with_kms(&server, &new_arn, &d.path().join("plain.bin"), &d.path().join("new.esdk")));
+    ok(&decrypt_with_kms(&server, &new_arn, &d.path().join("new.esdk"), &out));
     std::fs::remove_file(&out).unwrap();
     // A message for one key does not decrypt with another.
-    fails(&decrypt_with_kms(&server.url, &new_arn, &d.path().join("ours.esdk"), &out), "NO_DECRYPTABLE_KEY");
+    fails(&decrypt_with_kms(&server, &new_arn, &d.path().join("ours.esdk"), &out), "NO_DECRYPTABLE_KEY");
 
     // Restart: the keys survive.
     drop(server);
     let server = start(&data, None);
-    ok(&decrypt_with_kms(&server.url, &arn, &d.path().join("ours.esdk"), &out));
+    ok(&decrypt_with_kms(&server, &arn, &d.path().join("ours.esdk"), &out));
     assert_eq!(std::fs::read(&out).unwrap(), plain);
     drop(server);
 
@@ -142,7 +150,7 @@ fn local_kms_with_aws_sdks_both_ways() {
     let other = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
     let server = start(&data, Some(other));
     std::fs::remove_file(&out).unwrap();
-    fails(&decrypt_with_kms(&server.url, &arn, &d.path().join("ours.esdk"), &out), "KMSInternalException");
+    fails(&decrypt_with_kms(&server, &arn, &d.path().join("ours.esdk"), &out), "KMSInternalException");
     // And no stored file holds the private key in PEM or as bare PKCS#8 DER.
     for e in std::fs::read_dir(data.join("kms/keys")).unwrap() {
         let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
@@ -159,4 +167,77 @@ fn local_kms_listens_on_loopback_only() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("loopback"));
+}
+
+/// A raw request to the local KMS: (status, body).
+fn raw_kms(url: &str, host: &str, extra: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: TrentService.Decrypt\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let code = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, out)
+}
+
+#[test]
+fn local_kms_answers_only_signed_requests_for_a_loopback_host() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let dd = data.to_str().unwrap();
+    let arn = ok(&run(&["keys", "--data-dir", dd, "create", "--spec", "RSA_2048"])).trim().to_owned();
+    let server = start(&data, None);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&server.credentials).unwrap().permissions().mode() & 0o777, 0o600);
+    let creds = std::fs::read_to_string(&server.credentials).unwrap();
+    assert!(creds.contains("[default]") && creds.contains("aws_access_key_id = LKIA"), "{creds}");
+    let plain = d.path().join("plain.bin");
+    std::fs::write(&plain, b"only for the holder of the credentials").unwrap();
+    let sealed = d.path().join("sealed.esdk");
+    let out = d.path().join("out.bin");
+
+    // The AWS SDK with the generated credentials: works both ways.
+    ok(&encrypt_with_kms(&server, &arn, &plain, &sealed));
+    ok(&decrypt_with_kms(&server, &arn, &sealed, &out));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&plain).unwrap());
+    std::fs::remove_file(&out).unwrap();
+
+    // No signature, or a signature under another key: refused, as AWS KMS does.
+    let body = format!(r#"{{"KeyId":"{arn}","CiphertextBlob":"AAAA","EncryptionAlgorithm":"RSAES_OAEP_SHA_256"}}"#);
+    let host = server.url.trim_start_matches("http://").to_owned();
+    let (code, text) = raw_kms(&server.url, &host, "", &body);
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("MissingAuthenticationTokenException"), "{text}");
+    let forged = "Authorization: AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20261201/us-east-1/kms/aws4_request, SignedHeaders=host;x-amz-date, Signature=00\r\nX-Amz-Date: 20261201T000000Z\r\n";
+    let (code, text) = raw_kms(&server.url, &host, forged, &body);
+    assert!(code == 400 && text.contains("UnrecognizedClientException"), "{text}");
+    let wrong = d.path().join("wrong-credentials");
+    std::fs::write(&wrong, creds.replace("aws_secret_access_key = ", "aws_secret_access_key = x")).unwrap();
+    let o = Command::new(BIN)
+        .args(["decrypt", "-i", sealed.to_str().unwrap(), "-o", out.to_str().unwrap(), "--kms-rsa", &format!("arn={arn},algorithm=RSAES_OAEP_SHA_256"), "--kms-endpoint", &server.url])
+        .env("AWS_SHARED_CREDENTIALS_FILE", &wrong)
+        .output()
+        .unwrap();
+    fails(&o, "InvalidSignatureException");
+    let o = Command::new(BIN)
+        .args(["decrypt", "-i", sealed.to_str().unwrap(), "-o", out.to_str().unwrap(), "--kms-rsa", &format!("arn={arn},algorithm=RSAES_OAEP_SHA_256"), "--kms-endpoint", &server.url])
+        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    fails(&o, "UnrecognizedClientException");
+    assert!(!out.exists());
+
+    // DNS rebinding: a name that is not loopback is refused before anything else.
+    for host in ["evil.example", "evil.example:80", "127.0.0.1.evil.example"] {
+        let (code, text) = raw_kms(&server.url, host, "", &body);
+        assert!(code == 403 && text.contains("AccessDeniedException"), "{host}: {text}");
+    }
 }

@@ -7,7 +7,9 @@
 //   official Python SDK (AWS KMS RSA keyring, against the local KMS) decrypts
 //   it to the same SHA-256; alice downloads it through the page and the hash
 //   matches; JS heap and renderer memory are sampled throughout;
-// - bob cannot open alice's file until she shares it through the page;
+// - bob cannot open alice's file until she shares it through the page; once
+//   she stops sharing it (through the page) he loses it again: not listed,
+//   no blob, no data key; the audit log holds the share and the revocation;
 // - a flipped byte in a stored object makes the download fail with the
 //   "tampered" message and saves nothing;
 // - screenshots of each page go to artifacts/e2e/.
@@ -58,6 +60,26 @@ await writeRandom(tamperMe, 3 << 20);
 
 // ---- the gateway -----------------------------------------------------------
 const data = join(work, 'data');
+/**
+ * The stored blob of `owner`'s object `id`. Ids are unique per owner only, so
+ * this does not assume a layout: the one `{id}.esdk` under objects/ (outside
+ * incoming/), or the one of those whose path names the owner.
+ */
+function blobFile(owner, id) {
+  const top = join(data, 'objects');
+  const found = [];
+  const walk = (dir, rel) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (e.isDirectory()) { if (!(rel.length === 0 && e.name === 'incoming')) walk(join(dir, e.name), [...rel, e.name]); }
+      else if (e.name === `${id}.esdk`) found.push({ path: join(dir, e.name), rel });
+    }
+  };
+  walk(top, []);
+  const named = found.filter((f) => f.rel.includes(owner));
+  const pick = named.length === 1 ? named[0] : found.length === 1 ? found[0] : null;
+  if (!pick) throw new Error(`no single stored blob for ${owner}/${id} under ${top} (${found.length} found)`);
+  return pick.path;
+}
 const gw = spawn(bin, ['serve', '--demo', '--data-dir', data, '--web-dir', join(root, 'www/dist'), '--listen', '127.0.0.1:0'],
   { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'warn' } });
 const gwErr = [];
@@ -208,7 +230,7 @@ try {
   await alice.page.screenshot({ path: join(shots, '2-files.png'), fullPage: true });
 
   // The stored object: ciphertext only.
-  const stored = join(data, 'objects', `${up.value.object}.esdk`);
+  const stored = blobFile('alice', up.value.object);
   const blob = readFileSync(stored);
   const plain = readFileSync(big);
   let leaks = 0;
@@ -298,15 +320,19 @@ try {
   record('bob opening alice\'s file gets a clear refusal', /does not exist, or you may not see it|not allowed/.test(denied), denied);
   await bob.page.screenshot({ path: join(shots, '4-not-allowed.png'), fullPage: true });
   // A direct data-key request with the file's real context is refused too.
-  const blobNotes = readFileSync(join(data, 'objects', `${notes.object}.esdk`));
-  const hdr = JSON.parse(spawnSync(bin, ['inspect', '-i', join(data, 'objects', `${notes.object}.esdk`)], { encoding: 'utf8' }).stdout);
+  const notesFile = blobFile('alice', notes.object);
+  const blobNotes = readFileSync(notesFile);
+  const hdr = JSON.parse(spawnSync(bin, ['inspect', '-i', notesFile], { encoding: 'utf8' }).stdout);
   const k = hdr.encrypted_data_keys.find((e) => e.provider_id === 'aws-kms-rsa');
-  const direct = await bob.page.evaluate(async (body) => {
+  const keyRequest = JSON.stringify({ keyId: k.provider_info, ciphertextBlob: k.ciphertext, encryptionAlgorithm: 'RSAES_OAEP_SHA_256', encryptionContext: hdr.encryption_context });
+  /** `POST /v1/decrypt-data-key` from `page`'s session: its status and error code. */
+  const directKey = (page, body) => page.evaluate(async (b) => {
     const csrf = (await (await fetch('/v1/session')).json()).csrfToken;
-    const r = await fetch('/v1/decrypt-data-key', { method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf }, body });
-    return r.status;
-  }, JSON.stringify({ keyId: k.provider_info, ciphertextBlob: k.ciphertext, encryptionAlgorithm: 'RSAES_OAEP_SHA_256', encryptionContext: hdr.encryption_context }));
-  record('bob\'s direct data-key request for it is refused (403)', direct === 403, `${direct}; blob ${blobNotes.length} B`);
+    const r = await fetch('/v1/decrypt-data-key', { method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf }, body: b });
+    return { status: r.status, error: (await r.json().catch(() => ({}))).error };
+  }, body);
+  const direct = await directKey(bob.page, keyRequest);
+  record('bob\'s direct data-key request for it is refused (403)', direct.status === 403, `${direct.status} ${direct.error}; blob ${blobNotes.length} B`);
 
   // alice shares it through the page; bob opens it.
   await alice.page.click('#refresh');
@@ -325,6 +351,55 @@ try {
     && bobPreview.text.startsWith('line 0: the quick brown fox') && bobPreview.read < 80 * 1024, `${bobPreview.read} bytes read`);
   await bob.page.screenshot({ path: join(shots, '3a-preview.png'), fullPage: true });
   record('then bob downloads and decrypts it, hash verified', bobGot.state === 'done' && bobGot.saved && (await sha256File(bobGot.saved)) === smallSha, bobGot.status);
+  const sharedKey = await directKey(bob.page, keyRequest);
+  record('…and the same direct data-key request is now answered', sharedKey.status === 200, `${sharedKey.status} ${sharedKey.error || ''}`);
+
+  // ---- alice stops sharing it; bob loses it ---------------------------------
+  {
+    await alice.page.evaluate(() => { location.hash = '#/files'; });
+    await alice.page.waitForSelector('#view-files:not([hidden])');
+    const mine = `#files tr[data-owner="alice"][data-object="${notes.object}"]`;
+    await alice.page.click('#refresh');
+    await alice.page.waitForSelector(`${mine} button.unshare[data-user="bob"]`);
+    await alice.page.screenshot({ path: join(shots, '3b-shared.png'), fullPage: true });
+    await alice.page.click(`${mine} button.unshare[data-user="bob"]`);
+    await alice.page.waitForFunction((sel) => {
+      const td = document.querySelector(`${sel} td.shared`);
+      return td && !td.textContent.includes('bob');
+    }, mine);
+    const said = await alice.page.textContent('#notice');
+    record('alice stops sharing it with bob through the page', /Stopped sharing .+ with bob\./.test(said), said);
+
+    const seen = await bob.page.evaluate(async (id) => {
+      const { objects } = await (await fetch('/v1/objects')).json();
+      const blob = await fetch(`/v1/objects/${encodeURIComponent(id)}?owner=alice`);
+      return { listed: objects.some((o) => o.id === id), blob: blob.status };
+    }, notes.object);
+    record('bob\'s file list no longer has it', !seen.listed);
+    record('bob fetching its blob gets 404', seen.blob === 404, String(seen.blob));
+    const revoked = await directKey(bob.page, keyRequest);
+    record('bob\'s direct data-key request for it is refused again (403)', revoked.status === 403 && revoked.error === 'FORBIDDEN', `${revoked.status} ${revoked.error}`);
+
+    // The audit log: the grant and the revocation, and the refusal after it.
+    const auditPath = join(data, 'audit.log');
+    const events = (want) => {
+      const lines = existsSync(auditPath) ? readFileSync(auditPath, 'utf8').split('\n').filter(Boolean) : [];
+      return lines.map((l) => { try { return JSON.parse(l); } catch { return {}; } }).filter(want);
+    };
+    const about = (l) => l.object === notes.object && l.owner === 'alice' && l.target === 'bob' && l.user === 'alice';
+    let shares = [];
+    let unshares = [];
+    for (let i = 0; i < 20; i++) {
+      shares = events((l) => l.event === 'share' && about(l));
+      unshares = events((l) => l.event === 'unshare' && about(l));
+      if (shares.length && unshares.length) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    record('the audit log has one "share" line for it (alice → bob)', shares.length === 1, JSON.stringify(shares));
+    record('…and one "unshare" line', unshares.length === 1, JSON.stringify(unshares));
+    const denials = events((l) => l.decision === 'deny' && l.user === 'bob' && l.object === notes.object && !('event' in l));
+    record('…and bob\'s refused data-key requests as denied decisions', denials.length >= 2, `${denials.length} denied`);
+  }
 
   // ---- a disabled KMS key ------------------------------------------------------
   const keyArn = k.provider_info;
@@ -339,7 +414,7 @@ try {
 
   // ---- tampering -------------------------------------------------------------
   const victim = await upload(alice.page, tamperMe);
-  const vpath = join(data, 'objects', `${victim.object}.esdk`);
+  const vpath = blobFile('alice', victim.object);
   const bytes = readFileSync(vpath);
   bytes[Math.floor(bytes.length / 2)] ^= 0x01;
   writeFileSync(vpath, bytes);

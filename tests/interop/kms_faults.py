@@ -3,7 +3,7 @@
 
     kms_faults.py UPSTREAM_URL      prints "ready URL", serves until stdin closes
 
-Requests are forwarded unchanged. Faults apply to Decrypt calls only and are
+Requests are forwarded unchanged (every header, so SigV4 signatures hold). Faults apply to Decrypt calls only and are
 set with `POST /__faults` (JSON, every field optional):
     throttle: N       answer the next N Decrypts with ThrottlingException (-1: all)
     down: true        drop Decrypt connections without an answer
@@ -79,9 +79,10 @@ class Handler(BaseHTTPRequestHandler):
             err = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
             return self.reply(400, err, [("Content-Type", "application/x-amz-json-1.1")])
         req = urllib.request.Request(UPSTREAM + self.path, data=body, method="POST")
-        for k in ("Content-Type", "X-Amz-Target", "Authorization", "X-Amz-Date"):
-            if self.headers.get(k):
-                req.add_header(k, self.headers[k])
+        # Every header as received, Host included: the request stays signed.
+        for k, v in self.headers.items():
+            if k.lower() not in ("connection", "keep-alive", "transfer-encoding", "content-length"):
+                req.add_header(k, v)
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 status, answer = r.status, r.read()

@@ -16,8 +16,7 @@ import boto3
 import botocore.exceptions
 
 endpoint, arn, work = sys.argv[1:4]
-kms = boto3.client("kms", region_name="us-east-1", endpoint_url=endpoint,
-                   aws_access_key_id="local", aws_secret_access_key="local")
+kms = boto3.client("kms", region_name="us-east-1", endpoint_url=endpoint)
 results = []
 
 
@@ -47,6 +46,40 @@ check("Decrypt garbage", error_name(lambda: kms.decrypt(KeyId=arn, CiphertextBlo
 check("Decrypt with the wrong OAEP hash", error_name(lambda: kms.decrypt(KeyId=arn, CiphertextBlob=ct, EncryptionAlgorithm="RSAES_OAEP_SHA_1")) == "InvalidCiphertextException")
 check("unknown key", error_name(lambda: kms.describe_key(KeyId="1234abcd-0000-0000-0000-000000000000")) == "NotFoundException")
 check("ListAliases", any(a["AliasName"] == "alias/files" for a in kms.list_aliases()["Aliases"]))
+
+# SigV4 as botocore signs it: a signed request is answered; the same request
+# with its body changed after signing, or signed with another secret, is not.
+import urllib.error
+import urllib.request
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+
+def signed_call(body, creds, tamper=None):
+    req = AWSRequest(method="POST", url=endpoint + "/", data=body, headers={
+        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "TrentService.Decrypt"})
+    SigV4Auth(creds, "kms", "us-east-1").add_auth(req)
+    data = tamper(body) if tamper else body
+    r = urllib.request.Request(endpoint + "/", data=data, method="POST", headers=dict(req.headers.items()))
+    try:
+        with urllib.request.urlopen(r, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+import base64
+good = boto3.Session().get_credentials().get_frozen_credentials()
+body = json.dumps({"KeyId": arn, "CiphertextBlob": base64.b64encode(ct).decode(), "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}).encode()
+status, answer = signed_call(body, Credentials(good.access_key, good.secret_key))
+check("a botocore-signed request is answered", status == 200 and base64.b64decode(answer["Plaintext"]) == b"hello", status)
+status, answer = signed_call(body, Credentials(good.access_key, good.secret_key), lambda b: b.replace(b"SHA_256", b"SHA_1  "))
+check("a body changed after signing is refused", status == 400 and answer.get("__type") == "InvalidSignatureException", answer)
+status, answer = signed_call(body, Credentials(good.access_key, "x" + good.secret_key[1:]))
+check("another secret is refused", status == 400 and answer.get("__type") == "InvalidSignatureException", answer)
+status, answer = signed_call(body, Credentials("AKIAIOSFODNN7EXAMPLE", good.secret_key))
+check("another access key is refused", status == 400 and answer.get("__type") == "UnrecognizedClientException", answer)
 
 # The AWS Encryption SDK's KMS RSA keyring against the local KMS.
 import aws_encryption_sdk

@@ -21,8 +21,7 @@ from aws_encryption_sdk.identifiers import Algorithm, CommitmentPolicy
 from cryptography.hazmat.primitives import serialization
 
 mode, endpoint, arn = sys.argv[1:4]
-kms = boto3.client("kms", region_name="us-east-1", endpoint_url=endpoint,
-                   aws_access_key_id="local", aws_secret_access_key="local")
+kms = boto3.client("kms", region_name="us-east-1", endpoint_url=endpoint)
 der = kms.get_public_key(KeyId=arn)["PublicKey"]
 pem = serialization.load_der_public_key(der).public_bytes(
     serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -48,10 +48,14 @@ async function route() {
   if (!state.user) { show('login'); return; }
   const hash = location.hash || '#/files';
   if (hash.startsWith('#/open/')) {
-    // A link to a file: open it if this user may.
-    const id = decodeURIComponent(hash.slice('#/open/'.length));
+    // A link to a file, #/open/{owner}/{id} or #/open/{id} (one of the
+    // user's own, as the gateway reads an id without owner): open it if this user may.
+    const parts = hash.slice('#/open/'.length).split('/').map(decodeURIComponent);
+    const [owner, id] = parts.length > 1 ? parts : [null, parts[0]];
     await loadFiles().catch(() => {});
-    const o = state.objects.find((x) => x.id === id) || { id, owner: '', keyArn: '', size: 0, fileName: null };
+    const same = state.objects.filter((x) => x.id === id);
+    const o = (owner ? same.find((x) => x.owner === owner) : same.find((x) => x.owner === state.user) || same[0])
+      || { id, owner: owner || state.user, keyArn: '', size: 0, fileName: null, sharedWith: [] };
     $('save-mode').value = 'download';
     startDownload(o);
     return;
@@ -161,11 +165,12 @@ function button(label, cls, onClick) {
 
 function row(o) {
   const tr = document.createElement('tr');
-  tr.dataset.object = o.id;
+  tr.dataset.object = o.id; // ids are unique per owner only
+  tr.dataset.owner = o.owner;
   const keyCell = cell(o.keyArn.split('/').pop(), 'key-id');
   keyCell.title = o.keyArn;
   tr.append(cell(o.fileName || o.id, 'name'), cell(bytes(o.size)), cell(date(o.created)), cell(o.owner),
-    keyCell, cell(o.sharedWith.join(', ') || '—', 'shared'));
+    keyCell, sharedCell(o));
   const actions = cell('', 'actions');
   actions.append(button('Download', 'secondary download', () => startDownload(o)));
   actions.append(button('Preview', 'secondary preview', () => startPreview(o)));
@@ -179,6 +184,39 @@ function row(o) {
   }
   tr.append(actions);
   return tr;
+}
+
+/** Who a file is shared with; its owner gets a "stop sharing" button per user. */
+function sharedCell(o) {
+  if (o.owner !== state.user || o.sharedWith.length === 0) return cell(o.sharedWith.join(', ') || '—', 'shared');
+  const td = cell('', 'shared');
+  for (const user of o.sharedWith) {
+    const chip = document.createElement('span');
+    chip.className = 'share-chip';
+    const name = document.createElement('span');
+    name.textContent = user;
+    const stop = button('×', 'link unshare', () => unshare(o, user, stop));
+    stop.dataset.user = user;
+    stop.title = `Stop sharing with ${user}`;
+    stop.setAttribute('aria-label', `Stop sharing ${o.fileName || o.id} with ${user}`);
+    chip.append(name, stop);
+    td.append(chip);
+  }
+  return td;
+}
+
+async function unshare(o, user, btn) {
+  btn.disabled = true;
+  const name = o.fileName || o.id;
+  try {
+    await call('DELETE', `/v1/objects/${encodeURIComponent(o.id)}/shares/${encodeURIComponent(user)}`);
+    notice(`Stopped sharing ${name} with ${user}.`, 'info');
+  } catch (e) {
+    btn.disabled = false;
+    if (e.status !== 404 || e.error !== 'NOT_FOUND') { notice(explain(e)); return; }
+    notice(`${name} is no longer shared with ${user}.`, 'info'); // already revoked, or the file is gone
+  }
+  await loadFiles().catch((e) => notice(explain(e)));
 }
 
 function shareForm(o, actions) {
@@ -314,7 +352,7 @@ drop.addEventListener('drop', (ev) => {
 
 /** Shows the download page for `o` with a fresh progress view for the next job. */
 function fileJobPage(o, verb, placeholder) {
-  location.hash = `#/download/${encodeURIComponent(o.id)}`;
+  location.hash = `#/download/${encodeURIComponent(o.owner)}/${encodeURIComponent(o.id)}`;
   show('download');
   $('dl-title').textContent = `${verb} ${o.fileName || o.id}`;
   $('dl-object').textContent = `${o.id} (owner ${o.owner}, ${bytes(o.size)})`;

@@ -1,7 +1,8 @@
 // The crypto worker: encrypts uploads and decrypts downloads off the main
 // thread, streaming, with kms-envelope (the npm package) and a streaming
-// SHA-256 (hash-wasm). Messages in: {type: 'upload'|'download'|'cancel', id, …};
-// out: {type: 'progress'|'status'|'done'|'error', id, …}.
+// SHA-256 (hash-wasm). Messages in: {type: 'upload'|'download'|'preview'|'cancel', id, …}
+// (download and preview carry the listed object, owner included); out:
+// {type: 'progress'|'status'|'done'|'error', id, …}.
 import {
   KmsRsaKeyring, encryptStream, decryptStream, encryptedSize, gatewayKmsDecrypt, decryptRange,
 } from 'kms-envelope';
@@ -140,6 +141,12 @@ async function upload(m, signal) {
   }
 }
 
+/** The blob of a listed object: ids are unique per owner, so always name the owner. */
+function objectUrl(object) {
+  if (!object.owner) throw Object.assign(new Error('the object has no owner'), { code: 'INVALID_OBJECT' });
+  return `/v1/objects/${encodeURIComponent(object.id)}?owner=${encodeURIComponent(object.owner)}`;
+}
+
 function keyringFor(object, csrf, signal, id, state) {
   // Watch the gateway's answers: say when KMS throttles (the client retries).
   const watching = async (url, init) => {
@@ -171,7 +178,7 @@ async function preview(m, signal, state) {
     return r;
   };
   const keyring = keyringFor(object, csrf, signal, id, state);
-  const source = { url: `/v1/objects/${encodeURIComponent(object.id)}`, credentials: 'same-origin', fetch: counting };
+  const source = { url: objectUrl(object), credentials: 'same-origin', fetch: counting };
   const r = await decryptRange(keyring, source, 0, bytes, { encryptionContext: { owner: object.owner, object: object.id } });
   return { plaintext: r.plaintext, plaintextLength: r.plaintextLength, read, fileName: r.messageHeader.encryptionContext.file };
 }
@@ -179,7 +186,7 @@ async function preview(m, signal, state) {
 async function download(m, signal, state) {
   const { id, object, csrf, handle } = m;
   const t0 = performance.now();
-  const res = await fetch(`/v1/objects/${encodeURIComponent(object.id)}`, { credentials: 'same-origin', signal });
+  const res = await fetch(objectUrl(object), { credentials: 'same-origin', signal });
   if (!res.ok) await answer(res);
   const total = Number(res.headers.get('content-length')) || object.size;
   const keyring = keyringFor(object, csrf, signal, id, state);

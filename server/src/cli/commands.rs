@@ -191,14 +191,18 @@ fn header_json(h: &Header, header_len: usize) -> serde_json::Value {
     })
 }
 
-/// Runs the embedded local KMS until interrupted.
+/// Runs the local KMS on loopback until interrupted, for requests signed
+/// with the credentials it keeps in its data directory.
 pub fn local_kms(store: &super::LocalKmsArgs, listen: std::net::SocketAddr) -> Result<(), Error> {
     let kms = crate::localkms::LocalKms::open(&store.data_dir, &store.region).map_err(|e| Error::new(ErrorCode::Io, e))?;
+    let credentials = crate::localkms::Credentials::load_or_create(&store.data_dir).map_err(|e| Error::new(ErrorCode::Io, e))?;
+    let path = crate::localkms::Credentials::path(&store.data_dir);
     block_on(async move {
-        let served = crate::localkms::serve(kms, listen, |addr| {
+        let served = crate::localkms::serve(kms, credentials, listen, |addr| {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "local KMS listening on http://{addr}");
+            let _ = writeln!(out, "requests must be signed with the credentials in {} (AWS_SHARED_CREDENTIALS_FILE)", path.display());
             let _ = out.flush();
         });
         tokio::select! {

@@ -1,5 +1,13 @@
-//! The audit log: one JSON line per data-key decision (time, user, object,
-//! key ARN, decision, reason). Never key material.
+//! The audit log: one JSON line per data-key decision of an authenticated
+//! caller (time, user, owner, object, key ARN, decision, reason) and per
+//! grant or revocation of a share (`event`: `share` / `unshare`, `target`).
+//! Never key material. Every field is cut to [`FIELD_MAX`] bytes, so a
+//! request cannot write more than a bounded line.
+//!
+//! Refusals that carry no identity (no valid credential, plain HTTP from
+//! off the machine) and rate-limited requests are counted ([`Refusals`],
+//! served at `/v1/metrics`) instead of written and synced one by one: a
+//! flood of them must not turn into a flood of disk syncs.
 //!
 //! A decision returns only once its line is on disk (fdatasync), so no key
 //! is released unrecorded. Concurrent decisions share one sync (group
@@ -14,12 +22,38 @@ use std::sync::{Condvar, Mutex};
 
 use serde_json::json;
 
+/// Longest field written to the log or echoed in an error message, in bytes.
+pub const FIELD_MAX: usize = 256;
+
+/// `s`, cut at a character boundary to at most [`FIELD_MAX`] bytes, with a
+/// note of the length it had.
+pub fn bounded(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.len() <= FIELD_MAX {
+        return s.into();
+    }
+    let mut end = FIELD_MAX - 32;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…[{} bytes]", &s[..end], s.len()).into()
+}
+
+/// Requests refused before any decision, by reason.
+#[derive(Default)]
+pub struct Refusals {
+    pub unauthenticated: std::sync::atomic::AtomicU64,
+    pub auth_throttled: std::sync::atomic::AtomicU64,
+    pub rate_limited: std::sync::atomic::AtomicU64,
+    pub tls_required: std::sync::atomic::AtomicU64,
+}
+
 pub struct AuditLog {
     file: Mutex<File>,
     queue: Mutex<Queue>,
     synced: Condvar,
     /// Decisions so far: [allowed, denied].
     pub counts: [std::sync::atomic::AtomicU64; 2],
+    pub refusals: Refusals,
 }
 
 #[derive(Default)]
@@ -40,19 +74,37 @@ impl AuditLog {
             .mode(0o600)
             .open(path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        Ok(AuditLog { file: Mutex::new(f), queue: Mutex::default(), synced: Condvar::new(), counts: Default::default() })
+        Ok(AuditLog { file: Mutex::new(f), queue: Mutex::default(), synced: Condvar::new(), counts: Default::default(), refusals: Refusals::default() })
     }
 
-    pub fn record(&self, user: Option<&str>, object: Option<&str>, key_arn: Option<&str>, allowed: bool, reason: &str) {
-        let line = json!({
-            "time": crate::localkms::now_rfc3339(),
-            "user": user,
-            "object": object,
-            "keyArn": key_arn,
-            "decision": if allowed { "allow" } else { "deny" },
-            "reason": reason,
-        });
+    /// A data-key decision for an authenticated caller; returns once on disk.
+    pub fn record(&self, user: &str, owner: Option<&str>, object: Option<&str>, key_arn: Option<&str>, allowed: bool, reason: &str) {
+        let b = |v: Option<&str>| v.map(|s| bounded(s).into_owned());
         self.counts[usize::from(!allowed)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.write(json!({
+            "time": crate::localkms::now_rfc3339(),
+            "user": bounded(user),
+            "owner": b(owner),
+            "object": b(object),
+            "keyArn": b(key_arn),
+            "decision": if allowed { "allow" } else { "deny" },
+            "reason": bounded(reason),
+        }));
+    }
+
+    /// A share granted (`share`) or revoked (`unshare`) by `user`.
+    pub fn event(&self, user: &str, owner: &str, object: &str, event: &str, target: &str) {
+        self.write(json!({
+            "time": crate::localkms::now_rfc3339(),
+            "event": event,
+            "user": bounded(user),
+            "owner": bounded(owner),
+            "object": bounded(object),
+            "target": bounded(target),
+        }));
+    }
+
+    fn write(&self, line: serde_json::Value) {
         let mine = {
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             let _ = writeln!(q.lines, "{line}");
@@ -105,7 +157,7 @@ mod tests {
                 let (log, path) = (log.clone(), path.clone());
                 std::thread::spawn(move || {
                     for i in 0..50 {
-                        log.record(Some("u"), Some(&format!("o-{t}-{i}")), None, i % 2 == 0, "test");
+                        log.record("u", Some("u"), Some(&format!("o-{t}-{i}")), None, i % 2 == 0, "test");
                         // Returned: the line is in the file.
                         let text = std::fs::read_to_string(&path).unwrap();
                         assert!(text.contains(&format!("\"o-{t}-{i}\"")));
@@ -121,5 +173,21 @@ mod tests {
         assert_eq!(lines.len(), 800);
         let objects: std::collections::BTreeSet<_> = lines.iter().map(|l| l["object"].as_str().unwrap().to_owned()).collect();
         assert_eq!(objects.len(), 800);
+    }
+
+    #[test]
+    fn fields_are_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(&d.path().join("audit.log")).unwrap();
+        let huge = "é".repeat(40_000);
+        log.record(&huge, Some(&huge), Some(&huge), Some(&huge), false, &huge);
+        log.event(&huge, &huge, &huge, "share", &huge);
+        let text = std::fs::read_to_string(d.path().join("audit.log")).unwrap();
+        for line in text.lines() {
+            assert!(line.len() < 8 * FIELD_MAX, "{} bytes", line.len());
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(v["user"].as_str().unwrap().ends_with("…[80000 bytes]"));
+        }
+        assert_eq!(bounded("short"), "short");
     }
 }

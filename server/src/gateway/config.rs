@@ -16,6 +16,13 @@
 //! kms_cache_seconds = 60            # reuse a KMS Decrypt answer this long (0: never)
 //! kms_cache_entries = 10000
 //! # web_dir = "www/dist"            # the web app, served at /
+//! # public_origin = "https://files.example.com"   # the origin browsers use (default: the listen address)
+//! # trusted_proxies = ["127.0.0.1"] # reverse proxies whose X-Forwarded-For/-Proto are believed
+//! max_uploads_per_user = 8          # uploads in progress at once, both upload paths together
+//! max_uploads = 256                 # for everybody together
+//! max_connections = 1024            # open client connections
+//! idle_timeout_seconds = 60         # a connection that moves no byte this long is closed
+//! auth_failures_per_minute = 10     # failed sign-ins / tokens per (user, address), after a burst of 10
 //! [[users]]
 //! name = "alice"
 //! token_sha256 = "…"                # hex SHA-256 of the user's bearer token
@@ -79,6 +86,30 @@ pub struct Config {
     /// Longest a streamed upload may take.
     #[serde(default = "default_upload_max")]
     pub upload_max_seconds: u64,
+    /// The origin (scheme://host[:port]) browsers load the web app from;
+    /// state changes authenticated by the session cookie must come from it.
+    #[serde(default)]
+    pub public_origin: Option<String>,
+    /// Peers (reverse proxies on this machine or the network) whose
+    /// `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    #[serde(default = "default_uploads_per_user")]
+    pub max_uploads_per_user: usize,
+    #[serde(default = "default_uploads")]
+    pub max_uploads: usize,
+    #[serde(default = "default_connections")]
+    pub max_connections: usize,
+    /// A connection that sends and receives nothing this long is closed
+    /// (also the time a new connection gets to send its first byte).
+    #[serde(default = "default_idle")]
+    pub idle_timeout_seconds: u64,
+    /// Failed authentications allowed per (user, client address) per
+    /// minute, after a burst of `auth_failure_burst`.
+    #[serde(default = "default_auth_failures")]
+    pub auth_failures_per_minute: f64,
+    #[serde(default = "default_auth_burst")]
+    pub auth_failure_burst: u32,
 }
 
 fn default_listen() -> SocketAddr {
@@ -114,6 +145,24 @@ fn default_upload_stall() -> u64 {
 fn default_upload_max() -> u64 {
     3600
 }
+fn default_uploads_per_user() -> usize {
+    8
+}
+fn default_uploads() -> usize {
+    256
+}
+fn default_connections() -> usize {
+    1024
+}
+fn default_idle() -> u64 {
+    60
+}
+fn default_auth_failures() -> f64 {
+    10.0
+}
+fn default_auth_burst() -> u32 {
+    10
+}
 fn default_cache_entries() -> usize {
     10_000
 }
@@ -137,6 +186,10 @@ impl Config {
                 return Err(format!("user name {:?}: use letters, digits, '.', '_' or '-'", u.name));
             }
         }
+        let mut names = std::collections::HashSet::new();
+        if let Some(u) = c.users.iter().find(|u| !names.insert(&u.name)) {
+            return Err(format!("user {} is configured twice", u.name));
+        }
         c.check()?;
         Ok(c)
     }
@@ -148,6 +201,15 @@ impl Config {
         }
         if !self.decrypt_rate_per_second.is_finite() || self.decrypt_rate_per_second <= 0.0 || self.decrypt_burst == 0 {
             return Err("decrypt_rate_per_second and decrypt_burst must be positive".into());
+        }
+        if !self.auth_failures_per_minute.is_finite() || self.auth_failures_per_minute <= 0.0 || self.auth_failure_burst == 0 {
+            return Err("auth_failures_per_minute and auth_failure_burst must be positive".into());
+        }
+        if self.max_uploads_per_user == 0 || self.max_uploads == 0 || self.max_connections == 0 || self.idle_timeout_seconds == 0 {
+            return Err("max_uploads_per_user, max_uploads, max_connections and idle_timeout_seconds must be positive".into());
+        }
+        if let Some(o) = &self.public_origin {
+            super::origin::parse(o).ok_or_else(|| format!("public_origin {o:?}: write scheme://host[:port], e.g. https://files.example.com"))?;
         }
         Ok(())
     }

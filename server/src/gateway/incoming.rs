@@ -1,31 +1,47 @@
-//! An object being received: bytes go to a temporary file in `incoming/`;
-//! the envelope header is checked as soon as it is complete (an
-//! `aws-kms-rsa` data key for an allowed key, the uploader as the context's
-//! owner, a fresh object id); `commit` syncs, renames into place and then
-//! records the row. Dropped before `commit`, it leaves nothing behind.
+//! An object being received: bytes go through a buffer to a temporary file
+//! in `incoming/`; the envelope header is checked as soon as it is complete
+//! (under the limits decryption applies: at most 10 data keys, a header of
+//! at most 1 MiB; an `aws-kms-rsa` data key for an allowed key; the uploader
+//! as the context's owner; an id the uploader has not used); `commit`
+//! syncs, links into place and then records the row. Dropped before
+//! `commit`, it leaves nothing behind. Each holds an upload slot.
+//!
+//! The header is parsed again only once the buffered prefix has doubled
+//! since the last attempt (and once more at the end), so a header fed a
+//! byte at a time costs work linear in its size, not quadratic.
 //!
 //! Used by the one-request upload (`POST /v1/objects`) and by the
 //! chunked upload (`/v1/uploads`, for browsers that cannot stream a request
 //! body over HTTP/1.1).
 
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use axum::http::StatusCode;
 
 use super::db::Object;
-use super::routes::{err, ApiError};
+use super::errors::{err, retry_after, ApiError};
+use super::slots::{Full, Slot};
 use super::Gateway;
 use kms_envelope_server::api::valid_object_id;
 
 pub struct Incoming {
     who: String,
     tmp: Option<PathBuf>,
-    file: Option<std::fs::File>,
+    file: Option<BufWriter<std::fs::File>>,
     prefix: Vec<u8>,
+    /// The prefix length at which the header is parsed next.
+    next_attempt: usize,
     checked: Option<Checked>,
     size: u64,
     max: u64,
+    _slot: Slot,
+}
+
+pub struct Mark {
+    size: u64,
+    checked: bool,
+    next_attempt: usize,
 }
 
 struct Checked {
@@ -36,9 +52,27 @@ struct Checked {
 
 impl Incoming {
     pub fn new(gw: &Gateway, who: &str) -> Result<Incoming, ApiError> {
+        gw.uploads.sweep();
+        let slot = gw.upload_slots.take(who).map_err(|f| {
+            let m = match f {
+                Full::User(n) => format!("at most {n} uploads at once per user; finish or cancel one"),
+                Full::Everyone => "the gateway is receiving as many uploads as it takes; retry shortly".to_owned(),
+            };
+            retry_after(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_UPLOADS", m, std::time::Duration::from_secs(5))
+        })?;
         let tmp = gw.objects_dir.join("incoming").join(uuid::Uuid::new_v4().to_string());
-        let file = std::fs::File::create(&tmp).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
-        Ok(Incoming { who: who.to_owned(), tmp: Some(tmp), file: Some(file), prefix: Vec::new(), checked: None, size: 0, max: gw.config.max_object_bytes })
+        let file = crate::private_fs::create_new(&tmp).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
+        Ok(Incoming {
+            who: who.to_owned(),
+            tmp: Some(tmp),
+            file: Some(BufWriter::with_capacity(256 << 10, file)),
+            prefix: Vec::new(),
+            next_attempt: 0,
+            checked: None,
+            size: 0,
+            max: gw.config.max_object_bytes,
+            _slot: slot,
+        })
     }
 
     pub fn user(&self) -> &str {
@@ -57,26 +91,65 @@ impl Incoming {
         }
         if self.checked.is_none() {
             self.prefix.extend_from_slice(chunk);
-            self.checked = check_header(gw, &self.who, &self.prefix)?;
-            if self.checked.is_none() && self.prefix.len() > 1 << 20 {
-                return Err(err(StatusCode::BAD_REQUEST, "INVALID_MESSAGE", "header over 1 MiB"));
-            }
-            if self.checked.is_some() {
-                self.prefix = Vec::new();
+            if self.prefix.len() >= self.next_attempt {
+                self.try_check(gw)?;
+                // Past the header limit, the next attempt refuses: buffer no more.
+                self.next_attempt = self.prefix.len().saturating_mul(2).min(kms_envelope::DecryptLimits::default().max_header_length + 1);
             }
         }
         let f = self.file.as_mut().ok_or_else(|| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", "closed"))?;
-        f.write_all(chunk).map_err(|e| err(StatusCode::INSUFFICIENT_STORAGE, "STORAGE", e.to_string()))
+        f.write_all(chunk).map_err(storage_full)
     }
 
-    /// Makes the object durable and visible: fsync, rename, directory
-    /// fsync, then the metadata row.
+    fn try_check(&mut self, gw: &Gateway) -> Result<(), ApiError> {
+        self.checked = check_header(gw, &self.who, &self.prefix)?;
+        Ok(())
+    }
+
+    /// Frees the header's bytes once it is checked (they are kept until
+    /// then so that a part can be rolled back).
+    pub fn settle(&mut self) {
+        if self.checked.is_some() && !self.prefix.is_empty() {
+            self.prefix = Vec::new();
+        }
+    }
+
+    /// Where the upload stands, to roll back to if a part breaks off.
+    pub fn mark(&self) -> Mark {
+        Mark { size: self.size, checked: self.checked.is_some(), next_attempt: self.next_attempt }
+    }
+
+    /// Forgets every byte since `m` (a part that broke off: the client
+    /// sends it again at the same offset), header check included.
+    pub fn rollback(&mut self, m: Mark) -> Result<(), ApiError> {
+        use std::io::{Seek, SeekFrom};
+        let f = self.file.as_mut().ok_or_else(|| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", "closed"))?;
+        f.flush().map_err(storage_full)?;
+        let file = f.get_mut();
+        file.set_len(m.size).and_then(|_| file.seek(SeekFrom::Start(m.size))).map_err(storage_full)?;
+        if !m.checked {
+            self.checked = None;
+            self.prefix.truncate(m.size as usize);
+        }
+        self.size = m.size;
+        self.next_attempt = m.next_attempt;
+        Ok(())
+    }
+
+    /// Makes the object durable and visible: flush and fsync, link into
+    /// place, directory fsync, then the metadata row.
     pub fn commit(mut self, gw: &Gateway) -> Result<Object, ApiError> {
+        if self.checked.is_none() {
+            self.try_check(gw)?;
+        }
         let c = self.checked.take().ok_or_else(|| err(StatusCode::BAD_REQUEST, "INVALID_MESSAGE", "the upload ends inside the header"))?;
         let file = self.file.take().ok_or_else(|| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", "closed"))?;
-        file.sync_all().map_err(|e| err(StatusCode::INSUFFICIENT_STORAGE, "STORAGE", e.to_string()))?;
+        let file = file.into_inner().map_err(|e| storage_full(e.into_error()))?;
+        file.sync_all().map_err(storage_full)?;
         drop(file);
-        let dest = gw.blob_path(&c.id);
+        let dir = gw.owner_dir(&self.who);
+        crate::private_fs::private_dir(&dir).map_err(|e| err(StatusCode::INSUFFICIENT_STORAGE, "STORAGE", e))?;
+        let dest = gw.blob_path(&self.who, &c.id);
         // A hard link never replaces an existing file: of two uploads of one
         // id racing here, exactly one gets the name (a rename would let the
         // loser overwrite the winner's acknowledged blob).
@@ -85,11 +158,11 @@ impl Incoming {
             let _ = std::fs::remove_file(&tmp);
             return Err(match e.kind() {
                 std::io::ErrorKind::AlreadyExists => conflict(),
-                _ => err(StatusCode::INSUFFICIENT_STORAGE, "STORAGE", e.to_string()),
+                _ => storage_full(e),
             });
         }
         let _ = std::fs::remove_file(&tmp);
-        if let Ok(d) = std::fs::File::open(&gw.objects_dir) {
+        if let Ok(d) = std::fs::File::open(&dir) {
             let _ = d.sync_all();
         }
         let o = Object {
@@ -118,21 +191,29 @@ impl Drop for Incoming {
     }
 }
 
+fn storage_full(e: std::io::Error) -> ApiError {
+    err(StatusCode::INSUFFICIENT_STORAGE, "STORAGE", e.to_string())
+}
+
 pub fn too_large(max: u64) -> ApiError {
     err(StatusCode::PAYLOAD_TOO_LARGE, "TOO_LARGE", format!("objects are limited to {max} bytes"))
 }
 
 fn conflict() -> ApiError {
-    err(StatusCode::CONFLICT, "CONFLICT", "an object with this id exists")
+    err(StatusCode::CONFLICT, "CONFLICT", "you already have an object with this id")
 }
 
-/// The header's checks: a KMS RSA data key for an allowed key, and a context
-/// whose owner is the uploader and whose object id is fresh.
+/// The header's checks: the limits decryption applies, a KMS RSA data key
+/// for an allowed key, and a context whose owner is the uploader and whose
+/// object id is not one of the uploader's objects.
 fn check_header(gw: &Gateway, who: &str, prefix: &[u8]) -> Result<Option<Checked>, ApiError> {
     let bad = |m: String| err(StatusCode::BAD_REQUEST, "INVALID_MESSAGE", m);
-    let (h, _) = match kms_envelope::parse_header(prefix) {
+    let (h, _) = match kms_envelope::DecryptLimits::default().parse_header(prefix) {
         Ok(x) => x,
         Err(e) if e.code() == kms_envelope::ErrorCode::Truncated => return Ok(None),
+        Err(e) if e.code() == kms_envelope::ErrorCode::LimitExceeded => {
+            return Err(err(StatusCode::BAD_REQUEST, "LIMIT_EXCEEDED", format!("refused as decryption would refuse it: {e}")))
+        }
         Err(e) => return Err(bad(format!("not an envelope: {e}"))),
     };
     let arn = h
@@ -151,7 +232,7 @@ fn check_header(gw: &Gateway, who: &str, prefix: &[u8]) -> Result<Option<Checked
     if !valid_object_id(id) {
         return Err(bad("object id: use 1 to 64 letters, digits, '-' or '_'".into()));
     }
-    if gw.db.exists(id) {
+    if gw.db.exists(who, id) {
         return Err(conflict());
     }
     Ok(Some(Checked { id: id.clone(), arn, file_name: ctx.get("file").cloned() }))

@@ -8,21 +8,31 @@
 //! authorization on it means anything.
 
 mod audit;
+mod caller;
 pub mod config;
+mod data_key;
 mod db;
 pub mod demo;
+mod errors;
 mod incoming;
 mod kms_cache;
+mod listener;
+mod objects;
+mod origin;
+mod peer;
 mod ratelimit;
+mod request;
 mod routes;
 mod session;
+mod slots;
 mod tls;
+mod transfers;
 mod uploads;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -47,9 +57,13 @@ pub struct Gateway {
     users: Vec<(String, [u8; 32])>,
     sessions: session::Sessions,
     decrypt_limit: ratelimit::RateLimiter,
-    login_limit: ratelimit::RateLimiter,
+    /// Failed authentication per (user, client address); see `caller`.
+    auth_failures: ratelimit::RateLimiter,
     uploads: uploads::Uploads,
+    upload_slots: slots::Slots,
     kms_cache: kms_cache::KmsCache,
+    /// The web app's origins, known once the listener is bound.
+    origins: OnceLock<Vec<String>>,
 }
 
 /// The key size, from the length of its DER SPKI.
@@ -71,8 +85,19 @@ impl Gateway {
     pub async fn open(config: Config, kms: Kms) -> Result<Arc<Gateway>, String> {
         let data = config.data_dir.clone();
         let objects_dir = data.join("objects");
-        std::fs::create_dir_all(objects_dir.join("incoming")).map_err(|e| format!("cannot create {}: {e}", objects_dir.display()))?;
-        let db = Db::open(&data.join("gateway.sqlite3"))?;
+        for d in [&data, &objects_dir, &objects_dir.join("incoming")] {
+            crate::private_fs::private_dir(d)?;
+        }
+        // Files an older version (or another umask) left readable by others.
+        for f in ["gateway.sqlite3", "gateway.sqlite3-wal", "gateway.sqlite3-shm", "audit.log", "demo-users.json"] {
+            crate::private_fs::tighten_if_present(&data.join(f), crate::private_fs::FILE_MODE)?;
+        }
+        let db_path = data.join("gateway.sqlite3");
+        if !db_path.exists() {
+            // SQLite gives the WAL and SHM files the database file's mode.
+            drop(crate::private_fs::create_new(&db_path).map_err(|e| format!("cannot create {}: {e}", db_path.display()))?);
+        }
+        let db = Db::open(&db_path)?;
         // The key must be an RSA key for encryption; say so now rather than at the first upload.
         let (arn, spec, usage, state) = kms.describe(&config.key).await.map_err(|e| e.to_string())?;
         if !spec.starts_with("RSA_") || usage != "ENCRYPT_DECRYPT" {
@@ -82,45 +107,100 @@ impl Gateway {
             tracing::warn!(key = %arn, state = %state, "the KMS key is not enabled: data keys cannot be released");
         }
         let (key_arn, _) = kms.public_key(&config.key).await.map_err(|e| e.to_string())?;
-        let users = config
-            .users
-            .iter()
-            .map(|u| {
-                let mut h = [0u8; 32];
-                h.copy_from_slice(&hex::decode(&u.token_sha256).unwrap_or_else(|_| vec![0; 32]));
-                (u.name.clone(), h)
-            })
-            .collect();
+        let mut users = Vec::with_capacity(config.users.len());
+        for u in &config.users {
+            let mut h = [0u8; 32];
+            let bytes = hex::decode(&u.token_sha256).ok().filter(|b| b.len() == 32).ok_or_else(|| format!("user {}: token_sha256 must be 64 hex digits", u.name))?;
+            h.copy_from_slice(&bytes);
+            if users.iter().any(|(_, other)| *other == h) {
+                return Err(format!("user {} has the token_sha256 of another user: give each user a token of its own", u.name));
+            }
+            users.push((u.name.clone(), h));
+        }
         let audit = audit::AuditLog::open(&data.join("audit.log"))?;
         let sessions = session::Sessions::new(Duration::from_secs(config.session_hours.max(1) * 3600));
         let decrypt_limit = ratelimit::RateLimiter::new(config.decrypt_rate_per_second, config.decrypt_burst);
-        let login_limit = ratelimit::RateLimiter::new(0.2, 10);
+        let auth_failures = ratelimit::RateLimiter::new(config.auth_failures_per_minute / 60.0, config.auth_failure_burst);
+        let upload_slots = slots::Slots::new(config.max_uploads_per_user, config.max_uploads);
         let kms_cache = kms_cache::KmsCache::new(Duration::from_secs(config.kms_cache_seconds), config.kms_cache_entries);
         let known_keys = Mutex::new(HashSet::from([key_arn.clone()]));
-        let g = Gateway { config, kms, key_arn, known_keys, db, objects_dir, audit, users, sessions, decrypt_limit, login_limit, uploads: Default::default(), kms_cache };
-        g.recover();
+        let g = Gateway {
+            config,
+            kms,
+            key_arn,
+            known_keys,
+            db,
+            objects_dir,
+            audit,
+            users,
+            sessions,
+            decrypt_limit,
+            auth_failures,
+            uploads: Default::default(),
+            upload_slots,
+            kms_cache,
+            origins: OnceLock::new(),
+        };
+        g.recover()?;
         Ok(Arc::new(g))
     }
 
-    /// After a crash: partial uploads and blobs without a row are not objects.
-    fn recover(&self) {
+    /// After a crash: partial uploads and blobs without a row are not
+    /// objects. Blobs of the flat layout of version 0 (`objects/ID.esdk`)
+    /// move into their owner's directory; every directory and blob is
+    /// made owner-only.
+    fn recover(&self) -> Result<(), String> {
         if let Ok(rd) = std::fs::read_dir(self.objects_dir.join("incoming")) {
             for e in rd.flatten() {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        let known: std::collections::HashSet<String> = self.db.all_ids().into_iter().collect();
-        if let Ok(rd) = std::fs::read_dir(&self.objects_dir) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().to_string();
-                if let Some(id) = name.strip_suffix(".esdk") {
-                    if !known.contains(id) {
+        let known: HashSet<(String, String)> = self.db.all_keys().into_iter().collect();
+        let owner_of: std::collections::HashMap<&str, &str> = known.iter().map(|(o, i)| (i.as_str(), o.as_str())).collect();
+        let Ok(rd) = std::fs::read_dir(&self.objects_dir) else { return Ok(()) };
+        for e in rd.flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().to_string();
+            if name == "incoming" {
+                continue;
+            }
+            if let Some(id) = name.strip_suffix(".esdk") {
+                match owner_of.get(id) {
+                    Some(owner) => {
+                        crate::private_fs::private_dir(&self.owner_dir(owner))?;
+                        std::fs::rename(&path, self.blob_path(owner, id)).map_err(|e| format!("cannot move {}: {e}", path.display()))?;
+                        crate::private_fs::tighten_if_present(&self.blob_path(owner, id), crate::private_fs::FILE_MODE)?;
+                    }
+                    None => {
                         tracing::warn!(object = id, "removing a blob with no metadata (interrupted upload)");
-                        let _ = std::fs::remove_file(e.path());
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+                continue;
+            }
+            if !path.is_dir() || !config::valid_name(&name) {
+                continue;
+            }
+            crate::private_fs::tighten_if_present(&path, crate::private_fs::DIR_MODE)?;
+            for b in std::fs::read_dir(&path).map_err(|e| e.to_string())?.flatten() {
+                let file = b.file_name().to_string_lossy().to_string();
+                match file.strip_suffix(".esdk") {
+                    Some(id) if known.contains(&(name.clone(), id.to_owned())) => {
+                        crate::private_fs::tighten_if_present(&b.path(), crate::private_fs::FILE_MODE)?;
+                    }
+                    _ => {
+                        tracing::warn!(owner = %name, file = %file, "removing a blob with no metadata (interrupted upload)");
+                        let _ = std::fs::remove_file(b.path());
                     }
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The origins the web app may send state changes from.
+    pub fn origins(&self) -> &[String] {
+        self.origins.get().map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// The user a bearer token belongs to (compared as SHA-256, in constant time).
@@ -145,38 +225,32 @@ impl Gateway {
         self.known_keys.lock().unwrap_or_else(|p| p.into_inner()).insert(arn.to_owned());
     }
 
-    pub fn blob_path(&self, id: &str) -> PathBuf {
-        self.objects_dir.join(format!("{id}.esdk"))
+    /// An owner's blobs: `objects/OWNER/` (user names are plain file names).
+    pub fn owner_dir(&self, owner: &str) -> PathBuf {
+        self.objects_dir.join(owner)
+    }
+
+    pub fn blob_path(&self, owner: &str, id: &str) -> PathBuf {
+        self.owner_dir(owner).join(format!("{id}.esdk"))
     }
 
 }
 
 pub use routes::router;
 
-/// Runs the gateway until interrupted: the embedded local KMS on a loopback
-/// port unless `kms_endpoint` names another KMS ("aws": the standard AWS
-/// endpoint and credential chain), then the HTTP(S) API.
+/// Runs the gateway until interrupted: with the embedded local KMS (called
+/// in process: it opens no port) unless `kms_endpoint` names another KMS
+/// ("aws": the standard AWS endpoint and credential chain), then the
+/// HTTP(S) API.
 pub async fn serve(config: Config, banner: Vec<String>) -> Result<(), String> {
-    let endpoint = match config.kms_endpoint.as_deref() {
-        Some("aws") => None,
-        Some(e) => Some(e.to_owned()),
+    let (kms, kms_name) = match config.kms_endpoint.as_deref() {
+        Some("aws") => (Kms::new(None, config.kms_region.as_deref()).await, "AWS KMS".to_owned()),
+        Some(e) => (Kms::new(Some(e), config.kms_region.as_deref()).await, e.to_owned()),
         None => {
-            let kms = crate::localkms::LocalKms::open(&config.data_dir, config.kms_region.as_deref().unwrap_or("us-east-1"))?;
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            tokio::spawn(async move {
-                let r = crate::localkms::serve(kms, "127.0.0.1:0".parse().expect("address"), |a| {
-                    let _ = tx.send(a);
-                })
-                .await;
-                if let Err(e) = r {
-                    tracing::error!("local KMS stopped: {e}");
-                }
-            });
-            let addr = rx.await.map_err(|_| "the local KMS did not start".to_string())?;
-            Some(format!("http://{addr}"))
+            let local = crate::localkms::LocalKms::open(&config.data_dir, config.kms_region.as_deref().unwrap_or("us-east-1"))?;
+            (Kms::embedded(local).await, "embedded, in process".to_owned())
         }
     };
-    let kms = Kms::new(endpoint.as_deref(), config.kms_region.as_deref()).await;
     let listen = config.listen;
     let mut dev_cert = None;
     let tls = if config.dev_tls {
@@ -200,7 +274,6 @@ pub async fn serve(config: Config, banner: Vec<String>) -> Result<(), String> {
         use std::io::Write;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let host = if addr.ip().is_loopback() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() };
-        let kms_name = endpoint.as_deref().unwrap_or("AWS KMS");
         // A closed stdout must not stop the server.
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "gateway listening on {scheme}://{host} (key {}, KMS {kms_name})", gw.key_arn);
@@ -209,7 +282,10 @@ pub async fn serve(config: Config, banner: Vec<String>) -> Result<(), String> {
         }
         let _ = out.flush();
     }
-    let header_timeout = gw.config.header_timeout_seconds.max(1);
+    let _ = gw.origins.set(origin::allowed(gw.config.public_origin.as_deref(), gw.config.tls(), addr));
+    let header_timeout = Duration::from_secs(gw.config.header_timeout_seconds.max(1));
+    let idle = Duration::from_secs(gw.config.idle_timeout_seconds.max(1));
+    let guard = listener::Guarded::new(gw.config.max_connections, idle);
     let app = router(gw).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
     let h = handle.clone();
@@ -219,22 +295,16 @@ pub async fn serve(config: Config, banner: Vec<String>) -> Result<(), String> {
     });
     let r = match tls {
         Some(cfg) => {
-            let mut server = axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(cfg)).handle(handle);
-            limit_headers(server.http_builder(), Duration::from_secs(header_timeout));
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(axum_server::tls_rustls::RustlsConfig::from_config(cfg)).acceptor(guard);
+            let mut server = axum_server::from_tcp(listener).acceptor(acceptor).handle(handle);
+            listener::limit_protocols(server.http_builder(), header_timeout, idle);
             server.serve(app).await
         }
         None => {
-            let mut server = axum_server::from_tcp(listener).handle(handle);
-            limit_headers(server.http_builder(), Duration::from_secs(header_timeout));
+            let mut server = axum_server::from_tcp(listener).acceptor(guard).handle(handle);
+            listener::limit_protocols(server.http_builder(), header_timeout, idle);
             server.serve(app).await
         }
     };
     r.map_err(|e| e.to_string())
-}
-
-/// A client gets `header_timeout_seconds` to send its request headers
-/// (slowloris) and at most 100 headers.
-fn limit_headers(b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>, timeout: Duration) {
-    b.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(timeout).max_headers(100);
-    b.http2().timer(hyper_util::rt::TokioTimer::new()).max_concurrent_streams(100);
 }

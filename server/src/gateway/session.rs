@@ -5,7 +5,8 @@
 //! session id (kept only as its SHA-256). Requests that change anything and
 //! are authenticated by the cookie must also carry the session's CSRF token
 //! in `X-CSRF-Token` (a value a cross-site page cannot read), and a browser's
-//! `Origin`/`Sec-Fetch-Site`, when sent, must say the request is same-origin.
+//! `Origin`/`Sec-Fetch-Site`, when sent, must say the request comes from the
+//! web app's configured origin.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -111,9 +112,10 @@ pub fn changes_state(m: &Method) -> bool {
     !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// The browser says the request comes from this site (or says nothing,
-/// as non-browser clients do).
-pub fn same_origin(headers: &HeaderMap) -> bool {
+/// The browser says the request comes from the web app's origin (or says
+/// nothing, as non-browser clients do). `allowed` are the configured
+/// origins (see `origin`); `Host` is never consulted.
+pub fn same_origin(headers: &HeaderMap, allowed: &[String]) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         if !matches!(site, "same-origin" | "none") {
             return false;
@@ -121,11 +123,7 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     }
     match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         None => true,
-        Some(origin) => {
-            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-            let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
-            !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
-        }
+        Some(origin) => super::origin::parse(origin).is_some_and(|o| allowed.contains(&o)),
     }
 }
 

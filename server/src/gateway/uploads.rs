@@ -1,6 +1,6 @@
 //! Chunked uploads in progress, in memory only (a restart drops them, and
 //! startup removes their files). Each belongs to the user who started it;
-//! idle ones expire; a user may have only a few at once.
+//! idle ones expire; each holds an upload slot (see `slots`) until it ends.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,7 +11,6 @@ use axum::http::StatusCode;
 use super::incoming::Incoming;
 
 const IDLE: Duration = Duration::from_secs(600);
-const PER_USER: usize = 8;
 
 enum Slot {
     /// Waiting for its next part.
@@ -28,24 +27,17 @@ impl Uploads {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a new upload; its id.
-    pub fn start(&self, who: &str, object: Incoming) -> Result<String, String> {
-        let mut map = self.map();
+    /// Drops uploads idle for too long (and so frees their slots).
+    pub fn sweep(&self) {
         let now = Instant::now();
-        map.retain(|_, s| !matches!(s, Slot::Idle(_, at) if now.duration_since(*at) > IDLE));
-        let mine = map
-            .values()
-            .filter(|s| match s {
-                Slot::Idle(o, _) => o.user() == who,
-                Slot::Busy(u) => u == who,
-            })
-            .count();
-        if mine >= PER_USER {
-            return Err(format!("at most {PER_USER} uploads at once"));
-        }
+        self.map().retain(|_, s| !matches!(s, Slot::Idle(_, at) if now.duration_since(*at) > IDLE));
+    }
+
+    /// Registers a new upload; its id.
+    pub fn start(&self, object: Incoming) -> String {
         let id = uuid::Uuid::new_v4().to_string();
-        map.insert(id.clone(), Slot::Idle(Box::new(object), now));
-        Ok(id)
+        self.map().insert(id.clone(), Slot::Idle(Box::new(object), Instant::now()));
+        id
     }
 
     /// Takes the upload out for a part; `put_back` returns it.

@@ -3,8 +3,14 @@
 //! the CLI, boto3 and the AWS CLI reach it exactly as they reach AWS KMS.
 //! Private-key operations run on aws-lc-rs (constant-time RSA-OAEP), since
 //! callers choose the ciphertexts.
+//!
+//! The gateway calls it in process (`inprocess`); `kms-envelope local-kms`
+//! serves it to other tools on loopback, to SigV4-signed requests only
+//! (`auth`).
 
+mod auth;
 mod http;
+mod inprocess;
 mod store;
 
 use std::path::Path;
@@ -17,7 +23,9 @@ use base64::Engine;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
+pub use auth::Credentials;
 pub use http::serve;
+pub use inprocess::InProcess;
 pub use store::KeyRecord;
 use store::Store;
 pub use store::now;
@@ -57,7 +65,7 @@ impl std::fmt::Display for Fault {
 /// The local KMS over a data directory.
 pub struct LocalKms {
     store: Store,
-    region: String,
+    pub(crate) region: String,
     account: String,
 }
 

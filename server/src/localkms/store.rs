@@ -96,7 +96,15 @@ impl Store {
     /// Opens (creating if needed) the store under `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Store, String> {
         let dir = data_dir.join("kms");
-        fs::create_dir_all(dir.join("keys")).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        for d in [data_dir, &dir, &dir.join("keys")] {
+            crate::private_fs::private_dir(d)?;
+        }
+        // Files an older version wrote with the umask's modes.
+        let mut files = vec![data_dir.join("master.key"), dir.join("aliases.json")];
+        files.extend(fs::read_dir(dir.join("keys")).map_err(|e| e.to_string())?.flatten().map(|e| e.path()));
+        for f in &files {
+            crate::private_fs::tighten_if_present(f, crate::private_fs::FILE_MODE)?;
+        }
         let master = load_master_key(data_dir)?;
         let key = UnboundKey::new(&AES_256_GCM, &master).map_err(|_| "bad master key".to_string())?;
         Ok(Store { dir, master: LessSafeKey::new(key), cache: Mutex::new(BTreeMap::new()), write: Mutex::new(()) })

@@ -17,7 +17,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_kms-envelope");
 pub struct Gw {
     pub child: Child,
     pub url: String,
-    /// The KMS the gateway uses (its embedded local KMS unless configured).
+    /// The KMS the gateway uses, as its banner names it.
     pub kms: String,
     pub dir: PathBuf,
 }
@@ -65,20 +65,27 @@ pub fn start(dir: &Path) -> Gw {
 
 /// Starts `serve` with extra arguments; reads the URL it prints.
 pub fn start_with(dir: &Path, args: &[&str]) -> Gw {
-    spawn_gateway(dir, args, "warn", Stdio::null())
+    spawn_gateway(dir, args, &[], "warn", Stdio::null())
+}
+
+/// Starts `serve` with environment variables set (e.g. the credentials of
+/// a `local-kms` it is configured to use).
+pub fn start_env(dir: &Path, env: &[(&str, &Path)]) -> Gw {
+    spawn_gateway(dir, &[], env, "warn", Stdio::null())
 }
 
 /// Starts `serve` logging at debug level (its own crates, the AWS SDK and
 /// the HTTP stack) to `dir/gateway.log`, for scanning.
 pub fn start_logged(dir: &Path) -> Gw {
     let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
-    spawn_gateway(dir, &[], "debug", Stdio::from(log))
+    spawn_gateway(dir, &[], &[], "debug", Stdio::from(log))
 }
 
-fn spawn_gateway(dir: &Path, args: &[&str], level: &str, stderr: Stdio) -> Gw {
+fn spawn_gateway(dir: &Path, args: &[&str], env: &[(&str, &Path)], level: &str, stderr: Stdio) -> Gw {
     let mut child = Command::new(BIN)
         .args(["serve", "--config", dir.join("gateway.toml").to_str().unwrap()])
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
         .env_remove("KMS_ENVELOPE_MASTER_KEY")
         .env("RUST_LOG", level)
         .stdout(Stdio::piped())

@@ -1,0 +1,75 @@
+//! Who is calling: a bearer token (scripts, the CLI) or the web app's
+//! session cookie, checked before any request body is read.
+//!
+//! Failed authentication is throttled per (claimed user, client address):
+//! a bearer token names no user, so its failures count against
+//! (`bearer`, address); a sign-in's against (its user name, address).
+//! Only failures spend the budget, so correct logins are never counted,
+//! and a client at another address can never lock anyone out.
+
+use std::sync::atomic::Ordering;
+
+use axum::http::{HeaderMap, Method, StatusCode};
+
+use super::errors::{err, retry_after, ApiError};
+use super::peer::Peer;
+use super::session::{self, Credential};
+use super::Gateway;
+
+/// An authenticated caller.
+pub struct Caller {
+    pub user: String,
+    /// The session id, when the session cookie authenticated the request.
+    pub session: Option<String>,
+}
+
+pub fn unauthorized() -> ApiError {
+    err(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "sign in, or send a valid bearer token")
+}
+
+/// The throttle key of a failed authentication.
+pub fn failure_key(user: Option<&str>, peer: &Peer) -> String {
+    match user {
+        Some(u) if super::config::valid_name(u) => format!("{u}@{}", peer.addr),
+        Some(_) => format!("?@{}", peer.addr),
+        None => format!("bearer@{}", peer.addr),
+    }
+}
+
+/// 429 while `key` has failed too often.
+pub fn not_throttled(gw: &Gateway, key: &str) -> Result<(), ApiError> {
+    gw.auth_failures.blocked(key).map_err(|wait| {
+        gw.audit.refusals.auth_throttled.fetch_add(1, Ordering::Relaxed);
+        retry_after(StatusCode::TOO_MANY_REQUESTS, "AUTH_THROTTLED", "too many failed sign-ins or tokens from this address; wait", wait)
+    })
+}
+
+/// Authenticates a request. A cookie alone never authorizes a state
+/// change: those need the CSRF token and a request from the web app's origin.
+pub fn authenticate(gw: &Gateway, peer: &Peer, method: &Method, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let refused = || {
+        gw.audit.refusals.unauthenticated.fetch_add(1, Ordering::Relaxed);
+        unauthorized()
+    };
+    match session::credential(headers) {
+        Credential::Bearer(t) => {
+            let key = failure_key(None, peer);
+            not_throttled(gw, &key)?;
+            match gw.user_for_token(t) {
+                Some(u) => Ok(Caller { user: u.to_owned(), session: None }),
+                None => {
+                    gw.auth_failures.charge(&key);
+                    Err(refused())
+                }
+            }
+        }
+        Credential::Cookie(id) => {
+            let (user, csrf) = gw.sessions.get(id).ok_or_else(refused)?;
+            if session::changes_state(method) && !(session::csrf_ok(headers, &csrf) && session::same_origin(headers, gw.origins())) {
+                return Err(err(StatusCode::FORBIDDEN, "CSRF", "a cross-site request, or no X-CSRF-Token: refused"));
+            }
+            Ok(Caller { user, session: Some(id.to_owned()) })
+        }
+        Credential::None => Err(refused()),
+    }
+}

@@ -1,0 +1,141 @@
+//! `POST /v1/decrypt-data-key`, the backend Decrypt: authenticate, then
+//! authorize on the claimed context, have KMS unwrap the key (or reuse its
+//! cached answer), prove the claim with the digest KMS returned, then
+//! answer in the shape of KMS Decrypt.
+//!
+//! Every decision about an authenticated caller is an audit line; requests
+//! with no valid credential, over plain HTTP from off the machine, or over
+//! the caller's rate are counted in the metrics instead.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use kms_envelope::{KmsDecrypt, KmsDecryptRequest, KmsDecryptResponse};
+use kms_envelope_server::api::{DecryptRequest, Refusal};
+use serde_json::json;
+use sha2::{Digest, Sha384};
+use subtle::ConstantTimeEq;
+
+use super::caller::authenticate;
+use super::errors::{err, retry_after, ApiError};
+use super::kms_cache::KmsCache;
+use super::objects::entitled;
+use super::peer::Peer;
+use super::request::{json_content_type, read_body, JSON_MAX};
+use super::Gateway;
+
+type Shared = std::sync::Arc<Gateway>;
+
+/// A refused body: 403 where it names nothing the caller may read, else 400.
+fn refusal_status(r: &Refusal) -> StatusCode {
+    if r.code == "FORBIDDEN" {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::BAD_REQUEST
+    }
+}
+
+/// KMS failures as HTTP answers a client can act on.
+pub fn kms_failure(e: &kms_envelope::Error) -> ApiError {
+    let detail = e.detail();
+    let name = detail.split_once(": ").map(|(_, rest)| rest).unwrap_or(detail);
+    let (status, code, msg) = if name.starts_with("ThrottlingException") {
+        (StatusCode::TOO_MANY_REQUESTS, "KMS_THROTTLED", "KMS is throttling requests; retry later")
+    } else if name.starts_with("DisabledException") {
+        (StatusCode::CONFLICT, "KEY_DISABLED", "the KMS key is disabled")
+    } else if name.starts_with("KMSInvalidStateException") {
+        (StatusCode::CONFLICT, "KEY_UNAVAILABLE", "the KMS key is pending deletion or otherwise unusable")
+    } else if name.starts_with("NotFoundException") {
+        (StatusCode::CONFLICT, "KEY_NOT_FOUND", "the KMS key does not exist")
+    } else if name.starts_with("AccessDeniedException") {
+        (StatusCode::BAD_GATEWAY, "KMS_ACCESS_DENIED", "the gateway may not use this KMS key")
+    } else if name.starts_with("InvalidCiphertextException") || name.starts_with("IncorrectKeyException") {
+        (StatusCode::FORBIDDEN, "INVALID_CIPHERTEXT", "KMS cannot decrypt this data key")
+    } else if name.starts_with("KMS unreachable") {
+        (StatusCode::SERVICE_UNAVAILABLE, "KMS_UNAVAILABLE", "KMS cannot be reached; retry later")
+    } else {
+        (StatusCode::BAD_GATEWAY, "KMS_ERROR", "KMS failed")
+    };
+    let message = format!("{msg} ({detail})");
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        retry_after(status, code, message, Duration::from_secs(2))
+    } else {
+        err(status, code, message)
+    }
+}
+
+pub async fn decrypt_data_key(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, req: Request) -> Result<Response, ApiError> {
+    // Data keys never cross the network in clear (this machine aside).
+    if !peer.https && !peer.local {
+        gw.audit.refusals.tls_required.fetch_add(1, Ordering::Relaxed);
+        return Err(err(StatusCode::FORBIDDEN, "TLS_REQUIRED", "data keys are only served over HTTPS"));
+    }
+    let who = authenticate(&gw, &peer, &method, req.headers())?.user;
+    if let Err(wait) = gw.decrypt_limit.check(&who) {
+        gw.audit.refusals.rate_limited.fetch_add(1, Ordering::Relaxed);
+        return Err(retry_after(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "too many data-key requests; retry later", wait));
+    }
+    let deny = |status, code, owner: Option<&str>, object: Option<&str>, arn: Option<&str>, reason: &str| {
+        gw.audit.record(&who, owner, object, arn, false, reason);
+        err(status, code, reason)
+    };
+    if let Err(e) = json_content_type(req.headers()) {
+        gw.audit.record(&who, None, None, None, false, "not a JSON body");
+        return Err(e);
+    }
+    let (parts, body) = req.into_parts();
+    let body = match read_body(&parts.headers, body, JSON_MAX).await {
+        Ok(b) => b,
+        Err(e) => return Err(deny(e.status(), e.code(), None, None, None, "the request body was refused")),
+    };
+    let req = match DecryptRequest::parse(&body) {
+        Ok(r) => r,
+        Err(r) => return Err(deny(refusal_status(&r), r.code, None, r.object.as_deref(), r.key_id.as_deref(), &r.reason)),
+    };
+    let (object, arn, alg) = (req.object.as_str(), Some(req.key_id.as_str()), req.algorithm);
+    // The context names the object's owner and id; the proof below makes
+    // sure the wrapped key was made for exactly this context.
+    let Some(owner) = req.encryption_context.get("owner").cloned() else {
+        return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", None, Some(object), arn, "the encryption context names no owner"));
+    };
+    let o = match gw.db.get(&owner, object) {
+        Some(o) if entitled(&o, &who) => o,
+        _ => return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", Some(&owner), Some(object), arn, "not entitled to this object")),
+    };
+    if req.key_id != o.key_arn {
+        return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", Some(&owner), Some(object), arn, "the object is not under this key"));
+    }
+    // A cached KMS answer for this wrapped key, or KMS itself.
+    let cache_key = KmsCache::key(&req.key_id, alg.as_str(), &req.ciphertext_blob);
+    let (resp, cached) = match gw.kms_cache.get(&cache_key) {
+        Some((key_id, plaintext)) => (KmsDecryptResponse { key_id, plaintext }, true),
+        None => {
+            gw.kms_cache.calls.fetch_add(1, Ordering::Relaxed);
+            let kms_req = KmsDecryptRequest { key_id: req.key_id.clone(), ciphertext_blob: req.ciphertext_blob.clone(), encryption_algorithm: alg, encryption_context: req.encryption_context.clone() };
+            match gw.kms.decrypt(kms_req).await {
+                Ok(r) => (r, false),
+                Err(e) => {
+                    gw.audit.record(&who, Some(&owner), Some(object), arn, false, &format!("KMS: {}", e.detail()));
+                    return Err(kms_failure(&e));
+                }
+            }
+        }
+    };
+    // KMS answered for the key asked, with SHA-384(context) ‖ data key.
+    let digest: [u8; 48] = Sha384::digest(&req.serialized_context).into();
+    let proven = resp.key_id == req.key_id && resp.plaintext.len() > 48 && bool::from(resp.plaintext[..48].ct_eq(&digest));
+    if !proven {
+        return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", Some(&owner), Some(object), arn, "the wrapped key is bound to another encryption context"));
+    }
+    if !cached {
+        gw.kms_cache.put(cache_key, &resp.key_id, &resp.plaintext);
+    }
+    gw.audit.record(&who, Some(&owner), Some(object), arn, true, if o.owner == who { "owner" } else { "shared" });
+    Ok(Json(json!({ "plaintext": B64.encode(&resp.plaintext[..]), "keyId": resp.key_id, "encryptionAlgorithm": alg.as_str() })).into_response())
+}

@@ -1,0 +1,155 @@
+//! What a connection may hold before it has sent a request: the listener
+//! admits at most `max_connections` at once (more are closed at accept),
+//! and closes one that moves no byte, in or out, for `idle_timeout_seconds`
+//! — a client that never sends its first byte, sends only the HTTP/2
+//! preface, or stops inside a HEADERS frame. Request headers have their own
+//! time limit (HTTP/1) and size limits, and HTTP/2 peers must answer pings.
+
+use std::future::{ready, Future, Ready};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+
+/// An `axum_server` acceptor that caps and watches connections; it wraps
+/// the TCP stream, under TLS when the gateway serves HTTPS.
+#[derive(Clone)]
+pub struct Guarded {
+    permits: Arc<Semaphore>,
+    idle: Duration,
+}
+
+impl Guarded {
+    pub fn new(max_connections: usize, idle: Duration) -> Guarded {
+        Guarded { permits: Arc::new(Semaphore::new(max_connections)), idle }
+    }
+}
+
+impl<I, S> axum_server::accept::Accept<I, S> for Guarded {
+    type Stream = Watched<I>;
+    type Service = S;
+    type Future = Ready<io::Result<(Watched<I>, S)>>;
+
+    fn accept(&self, stream: I, service: S) -> Self::Future {
+        ready(match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => Ok((Watched::new(stream, self.idle, permit), service)),
+            Err(_) => {
+                tracing::warn!("connection refused: max_connections reached");
+                Err(io::Error::other("too many connections"))
+            }
+        })
+    }
+}
+
+/// A stream that fails with `TimedOut` once nothing has moved for `idle`.
+pub struct Watched<I> {
+    inner: I,
+    idle: Duration,
+    last: Instant,
+    timer: Pin<Box<Sleep>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<I> Watched<I> {
+    fn new(inner: I, idle: Duration, permit: OwnedSemaphorePermit) -> Watched<I> {
+        let now = Instant::now();
+        Watched { inner, idle, last: now, timer: Box::pin(tokio::time::sleep_until(now + idle)), _permit: permit }
+    }
+
+    /// Pending I/O: an error once the connection has been idle too long.
+    /// The timer is moved forward lazily, only when it fires.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let due = self.last + self.idle;
+            if Instant::now() >= due {
+                return true;
+            }
+            self.timer.as_mut().reset(due);
+        }
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "the connection was idle too long")
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    self.last = Instant::now();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.last = Instant::now();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(e) => Poll::Ready(e),
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.last = Instant::now();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(e) => Poll::Ready(e),
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Header limits and HTTP/2 keep-alive: a client gets `header_timeout` to
+/// send its request headers (slowloris), at most 100 headers (HTTP/1) or
+/// 64 KiB of them (HTTP/2), and an HTTP/2 peer that stops answering pings
+/// is dropped.
+pub fn limit_protocols(b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>, header_timeout: Duration, idle: Duration) {
+    b.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout).max_headers(100);
+    b.http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(100)
+        .max_header_list_size(64 << 10)
+        .max_pending_accept_reset_streams(20)
+        .keep_alive_interval(Some((idle / 2).max(Duration::from_secs(1))))
+        .keep_alive_timeout((idle / 2).max(Duration::from_secs(1)));
+}
