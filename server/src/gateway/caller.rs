@@ -1,11 +1,20 @@
 //! Who is calling: a bearer token (scripts, the CLI) or the web app's
 //! session cookie, checked before any request body is read.
 //!
-//! Failed authentication is throttled per (claimed user, client address):
-//! a bearer token names no user, so its failures count against
-//! (`bearer`, address); a sign-in's against (its user name, address).
-//! Only failures spend the budget, so correct logins are never counted,
-//! and a client at another address can never lock anyone out.
+//! Failed authentication is throttled per (claimed user, client address),
+//! and only failures spend the budget:
+//!
+//! - a sign-in (user name and token) over its budget is refused before the
+//!   token is looked at, right or wrong, for that user at that address
+//!   only: a client elsewhere, or signing in as someone else, is never
+//!   locked out, and the lock ends as the budget refills;
+//! - a bearer token names no user, so its failures count against
+//!   (`bearer`, address). A valid token is always served (it proves who
+//!   the caller is, and a client sharing the address must not lose its
+//!   access to someone else's errors); wrong ones over the budget get 429
+//!   instead of 401. Bearer tokens are random secrets (the demo's are 192
+//!   bits): their defence against guessing is their length, the throttle
+//!   bounds what a misbehaving client costs.
 
 use std::sync::atomic::Ordering;
 
@@ -52,17 +61,15 @@ pub fn authenticate(gw: &Gateway, peer: &Peer, method: &Method, headers: &Header
         unauthorized()
     };
     match session::credential(headers) {
-        Credential::Bearer(t) => {
-            let key = failure_key(None, peer);
-            not_throttled(gw, &key)?;
-            match gw.user_for_token(t) {
-                Some(u) => Ok(Caller { user: u.to_owned(), session: None }),
-                None => {
-                    gw.auth_failures.charge(&key);
-                    Err(refused())
-                }
+        Credential::Bearer(t) => match gw.user_for_token(t) {
+            Some(u) => Ok(Caller { user: u.to_owned(), session: None }),
+            None => {
+                let key = failure_key(None, peer);
+                not_throttled(gw, &key)?;
+                gw.auth_failures.charge(&key);
+                Err(refused())
             }
-        }
+        },
         Credential::Cookie(id) => {
             let (user, csrf) = gw.sessions.get(id).ok_or_else(refused)?;
             if session::changes_state(method) && !(session::csrf_ok(headers, &csrf) && session::same_origin(headers, gw.origins())) {

@@ -8,7 +8,11 @@
 //!
 //! The header is parsed again only once the buffered prefix has doubled
 //! since the last attempt (and once more at the end), so a header fed a
-//! byte at a time costs work linear in its size, not quadratic.
+//! byte at a time costs work linear in its size, not quadratic. And since
+//! every chunk of a body costs the HTTP stack a few microseconds whatever
+//! its size, a body in pathologically small chunks (past 4096 chunks, under
+//! 64 bytes a chunk on average) is refused: CPU per upload stays
+//! proportional to its bytes.
 //!
 //! Used by the one-request upload (`POST /v1/objects`) and by the
 //! chunked upload (`/v1/uploads`, for browsers that cannot stream a request
@@ -30,9 +34,9 @@ pub struct Incoming {
     tmp: Option<PathBuf>,
     file: Option<BufWriter<std::fs::File>>,
     prefix: Vec<u8>,
-    /// The prefix length at which the header is parsed next.
-    next_attempt: usize,
+    probe: Probe,
     checked: Option<Checked>,
+    chunks: u64,
     size: u64,
     max: u64,
     _slot: Slot,
@@ -41,7 +45,31 @@ pub struct Incoming {
 pub struct Mark {
     size: u64,
     checked: bool,
-    next_attempt: usize,
+    probe: Probe,
+}
+
+/// Chunks a body may have before their average size is looked at.
+const FRAGMENTED_AFTER: u64 = 4096;
+/// Smallest average chunk, in bytes, past `FRAGMENTED_AFTER` chunks.
+const MIN_AVERAGE_CHUNK: u64 = 64;
+
+/// When to parse a header that is still incomplete: at the first bytes,
+/// then each time the buffered prefix has doubled (a parse costs time
+/// linear in the prefix, so all attempts together cost at most twice the
+/// header), and at the limit, where the attempt refuses.
+#[derive(Clone, Copy, Default)]
+struct Probe {
+    next: usize,
+}
+
+impl Probe {
+    fn due(&mut self, len: usize) -> bool {
+        if len < self.next {
+            return false;
+        }
+        self.next = len.saturating_mul(2).min(kms_envelope::DecryptLimits::default().max_header_length + 1);
+        true
+    }
 }
 
 struct Checked {
@@ -67,8 +95,9 @@ impl Incoming {
             tmp: Some(tmp),
             file: Some(BufWriter::with_capacity(256 << 10, file)),
             prefix: Vec::new(),
-            next_attempt: 0,
+            probe: Probe::default(),
             checked: None,
+            chunks: 0,
             size: 0,
             max: gw.config.max_object_bytes,
             _slot: slot,
@@ -86,15 +115,17 @@ impl Incoming {
     /// Appends bytes; checks the header once it is complete.
     pub fn push(&mut self, gw: &Gateway, chunk: &[u8]) -> Result<(), ApiError> {
         self.size += chunk.len() as u64;
+        self.chunks += 1;
         if self.size > self.max {
             return Err(too_large(self.max));
         }
+        if self.chunks > FRAGMENTED_AFTER && self.size < self.chunks * MIN_AVERAGE_CHUNK {
+            return Err(err(StatusCode::BAD_REQUEST, "TOO_FRAGMENTED", format!("send the body in chunks of {MIN_AVERAGE_CHUNK} bytes or more")));
+        }
         if self.checked.is_none() {
             self.prefix.extend_from_slice(chunk);
-            if self.prefix.len() >= self.next_attempt {
+            if self.probe.due(self.prefix.len()) {
                 self.try_check(gw)?;
-                // Past the header limit, the next attempt refuses: buffer no more.
-                self.next_attempt = self.prefix.len().saturating_mul(2).min(kms_envelope::DecryptLimits::default().max_header_length + 1);
             }
         }
         let f = self.file.as_mut().ok_or_else(|| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", "closed"))?;
@@ -116,7 +147,7 @@ impl Incoming {
 
     /// Where the upload stands, to roll back to if a part breaks off.
     pub fn mark(&self) -> Mark {
-        Mark { size: self.size, checked: self.checked.is_some(), next_attempt: self.next_attempt }
+        Mark { size: self.size, checked: self.checked.is_some(), probe: self.probe }
     }
 
     /// Forgets every byte since `m` (a part that broke off: the client
@@ -132,7 +163,7 @@ impl Incoming {
             self.prefix.truncate(m.size as usize);
         }
         self.size = m.size;
-        self.next_attempt = m.next_attempt;
+        self.probe = m.probe;
         Ok(())
     }
 
@@ -236,4 +267,28 @@ fn check_header(gw: &Gateway, who: &str, prefix: &[u8]) -> Result<Option<Checked
         return Err(conflict());
     }
     Ok(Some(Checked { id: id.clone(), arn, file_name: ctx.get("file").cloned() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Probe;
+
+    #[test]
+    fn a_header_fed_a_byte_at_a_time_is_parsed_a_logarithmic_number_of_times() {
+        let mut p = Probe::default();
+        let (mut attempts, mut work) = (0, 0usize);
+        for len in 1..=65_536 {
+            if p.due(len) {
+                attempts += 1;
+                work += len;
+            }
+        }
+        assert_eq!(attempts, 17, "at 1, 2, 4, … 65536 bytes");
+        assert!(work < 2 * 65_536, "{work} bytes parsed in all");
+        // Past the 1 MiB header limit the next attempt is the one that refuses.
+        let mut p = Probe::default();
+        assert!(p.due(700 << 10));
+        assert!(!p.due(1 << 20));
+        assert!(p.due((1 << 20) + 1));
+    }
 }

@@ -2,13 +2,15 @@
 //! embedded local KMS, users alice, bob and carol, and HTTP helpers.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use kms_envelope::{KmsDecrypt, KmsDecryptRequest, KmsDecryptResponse};
+use kms_envelope::{Client, EncryptOptions, KmsDecrypt, KmsDecryptRequest, KmsDecryptResponse, KmsRsaAlgorithm, KmsRsaKeyring};
 use serde_json::{json, Value};
 use sha2::Digest;
 
@@ -186,5 +188,54 @@ impl KmsDecrypt for ViaGateway {
             plaintext: zeroize::Zeroizing::new(B64.decode(v["plaintext"].as_str().unwrap()).unwrap()),
         })
     }
+}
+
+
+/// Seals objects with the library (no CLI process per object).
+pub struct Sealer {
+    pub keyring: KmsRsaKeyring,
+}
+
+impl Sealer {
+    pub fn new(gw: &Gw) -> Sealer {
+        let (_, pk) = status(ureq::get(&format!("{}/v1/public-key", gw.url)).call());
+        let der = B64.decode(pk["publicKey"].as_str().unwrap()).unwrap();
+        let keyring = KmsRsaKeyring::new(pk["keyArn"].as_str().unwrap(), Some(&der), KmsRsaAlgorithm::RsaesOaepSha256).unwrap();
+        Sealer { keyring }
+    }
+
+    pub fn seal(&self, owner: &str, object: &str, data: &[u8]) -> Vec<u8> {
+        self.seal_with(owner, object, &[], data)
+    }
+
+    /// `seal` with more encryption context.
+    pub fn seal_with(&self, owner: &str, object: &str, extra: &[(&str, &str)], data: &[u8]) -> Vec<u8> {
+        let mut o = EncryptOptions::default();
+        o.encryption_context.insert("owner".into(), owner.into());
+        o.encryption_context.insert("object".into(), object.into());
+        o.encryption_context.insert("file".into(), format!("{object}.bin"));
+        for (k, v) in extra {
+            o.encryption_context.insert((*k).into(), (*v).into());
+        }
+        block_on(Client::new().encrypt(&self.keyring, data, &o)).unwrap()
+    }
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+}
+
+/// Raw HTTP/1.1: writes `head` and `body`, returns the status code and body.
+pub fn raw(url: &str, head: &str, body: &[u8]) -> (u16, String) {
+    let addr = url.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(head.replace("{addr}", addr).as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, text)
 }
 
