@@ -183,7 +183,7 @@ impl Config {
                 return Err(format!("user {}: token_sha256 must be 64 hex digits", u.name));
             }
             if !valid_name(&u.name) {
-                return Err(format!("user name {:?}: use letters, digits, '.', '_' or '-'", u.name));
+                return Err(format!("user name {:?}: use letters, digits, '.', '_' or '-', starting with a letter or digit (and not \"incoming\")", u.name));
             }
         }
         let mut names = std::collections::HashSet::new();
@@ -220,6 +220,28 @@ impl Config {
     }
 }
 
+/// A user name: 1 to 64 letters, digits, '.', '_' or '-', starting with a
+/// letter or digit (it names the user's directory under `objects/`, so
+/// never `.`, `..` or a hidden name) and not `incoming` (the directory of
+/// uploads in progress).
 pub fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    s.len() <= 64
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && s != "incoming"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_name;
+
+    #[test]
+    fn user_names_are_safe_directory_names() {
+        for ok in ["alice", "bob.smith", "u_1", "9lives", "a-b"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", ".hidden", "-x", "incoming", "a/b", "a b", "é", &"x".repeat(65)] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+    }
 }

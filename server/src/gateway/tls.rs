@@ -40,7 +40,7 @@ pub fn dev_certificate(data_dir: &Path) -> Result<(std::path::PathBuf, std::path
         let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
         let cert = rcgen::generate_simple_self_signed(names).map_err(|e| format!("cannot make a certificate: {e}"))?;
         crate::localkms::write_atomic(&key_path, cert.key_pair.serialize_pem().as_bytes(), 0o600).map_err(|e| format!("cannot write {}: {e}", key_path.display()))?;
-        std::fs::write(&cert_path, cert.cert.pem()).map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
+        crate::localkms::write_atomic(&cert_path, cert.cert.pem().as_bytes(), crate::private_fs::FILE_MODE).map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
     }
     let der = CertificateDer::from_pem_file(&cert_path).map_err(|e| format!("{}: {e}", cert_path.display()))?;
     Ok((cert_path, key_path, hex::encode(Sha256::digest(der.as_ref()))))
