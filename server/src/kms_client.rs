@@ -26,12 +26,59 @@ pub struct Kms {
     public_keys: PublicKeyCache,
 }
 
-/// Names the AWS error of an SDK failure, e.g. `DisabledException: …`.
-fn describe<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(e: &aws_sdk_kms::error::SdkError<E>) -> String {
-    match e.as_service_error() {
-        Some(s) => format!("{}: {}", s.code().unwrap_or("KMS error"), s.message().unwrap_or("")),
-        None => format!("KMS unreachable: {}", aws_sdk_kms::error::DisplayErrorContext(e)),
+/// What went wrong with a KMS call, from the error's AWS code (the
+/// protocol's `__type`), not its message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    Throttled,
+    Disabled,
+    InvalidState,
+    NotFound,
+    AccessDenied,
+    InvalidCiphertext,
+    /// No answer: connection refused or broken, or timed out.
+    Unreachable,
+    /// An answer without what it must carry.
+    BadResponse,
+    Other,
+}
+
+/// A failed KMS call: its kind and a description (the operation, the AWS
+/// error name and message; never request or key material).
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub detail: String,
+}
+
+impl From<Failure> for Error {
+    fn from(f: Failure) -> Error {
+        let code = if f.kind == FailureKind::BadResponse { ErrorCode::KmsResponseInvalid } else { ErrorCode::KmsError };
+        Error::new(code, f.detail)
     }
+}
+
+fn failure<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(op: &str, e: &aws_sdk_kms::error::SdkError<E>) -> Failure {
+    match e.as_service_error() {
+        Some(s) => {
+            let code = s.code().unwrap_or("KMS error");
+            let kind = match code {
+                "ThrottlingException" => FailureKind::Throttled,
+                "DisabledException" => FailureKind::Disabled,
+                "KMSInvalidStateException" => FailureKind::InvalidState,
+                "NotFoundException" => FailureKind::NotFound,
+                "AccessDeniedException" => FailureKind::AccessDenied,
+                "InvalidCiphertextException" | "IncorrectKeyException" => FailureKind::InvalidCiphertext,
+                _ => FailureKind::Other,
+            };
+            Failure { kind, detail: format!("{op}: {code}: {}", s.message().unwrap_or("")) }
+        }
+        None => Failure { kind: FailureKind::Unreachable, detail: format!("{op}: KMS unreachable: {}", aws_sdk_kms::error::DisplayErrorContext(e)) },
+    }
+}
+
+fn bad_response(m: &str) -> Failure {
+    Failure { kind: FailureKind::BadResponse, detail: m.to_owned() }
 }
 
 impl Kms {
@@ -83,7 +130,7 @@ impl Kms {
     }
 
     /// GetPublicKey: (key ARN, DER SPKI), cached for a few minutes.
-    pub async fn public_key(&self, key_id: &str) -> Result<(String, Vec<u8>), Error> {
+    pub async fn public_key(&self, key_id: &str) -> Result<(String, Vec<u8>), Failure> {
         {
             let cache = self.public_keys.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((at, arn, der)) = cache.get(key_id) {
@@ -98,15 +145,9 @@ impl Kms {
     }
 
     /// DescribeKey: (key ARN, key spec, key usage, key state).
-    pub async fn describe(&self, key_id: &str) -> Result<(String, String, String, String), Error> {
-        let r = self
-            .client
-            .describe_key()
-            .key_id(key_id)
-            .send()
-            .await
-            .map_err(|e| Error::new(ErrorCode::KmsError, format!("DescribeKey {key_id}: {}", describe(&e))))?;
-        let m = r.key_metadata().ok_or_else(|| Error::new(ErrorCode::KmsResponseInvalid, "DescribeKey returned no metadata"))?;
+    pub async fn describe(&self, key_id: &str) -> Result<(String, String, String, String), Failure> {
+        let r = self.client.describe_key().key_id(key_id).send().await.map_err(|e| failure(&format!("DescribeKey {key_id}"), &e))?;
+        let m = r.key_metadata().ok_or_else(|| bad_response("DescribeKey returned no metadata"))?;
         Ok((
             m.arn().unwrap_or(key_id).to_owned(),
             m.key_spec().map(|s| s.as_str().to_owned()).unwrap_or_default(),
@@ -115,23 +156,15 @@ impl Kms {
         ))
     }
 
-    async fn fetch_public_key(&self, key_id: &str) -> Result<(String, Vec<u8>), Error> {
-        let r = self
-            .client
-            .get_public_key()
-            .key_id(key_id)
-            .send()
-            .await
-            .map_err(|e| Error::new(ErrorCode::KmsError, format!("GetPublicKey {key_id}: {}", describe(&e))))?;
+    async fn fetch_public_key(&self, key_id: &str) -> Result<(String, Vec<u8>), Failure> {
+        let r = self.client.get_public_key().key_id(key_id).send().await.map_err(|e| failure(&format!("GetPublicKey {key_id}"), &e))?;
         let arn = r.key_id().unwrap_or(key_id).to_owned();
-        let der = r.public_key().map(|b| b.as_ref().to_vec()).ok_or_else(|| Error::new(ErrorCode::KmsResponseInvalid, "GetPublicKey returned no key"))?;
+        let der = r.public_key().map(|b| b.as_ref().to_vec()).ok_or_else(|| bad_response("GetPublicKey returned no key"))?;
         Ok((arn, der))
     }
-}
 
-#[async_trait::async_trait]
-impl KmsDecrypt for Kms {
-    async fn decrypt(&self, req: KmsDecryptRequest) -> kms_envelope::Result<KmsDecryptResponse> {
+    /// KMS Decrypt, failing with a typed [`Failure`] (the gateway answers by its kind).
+    pub async fn decrypt_key(&self, req: KmsDecryptRequest) -> Result<KmsDecryptResponse, Failure> {
         let alg = match req.encryption_algorithm {
             KmsRsaAlgorithm::RsaesOaepSha1 => EncryptionAlgorithmSpec::RsaesOaepSha1,
             KmsRsaAlgorithm::RsaesOaepSha256 => EncryptionAlgorithmSpec::RsaesOaepSha256,
@@ -146,8 +179,15 @@ impl KmsDecrypt for Kms {
             .encryption_algorithm(alg)
             .send()
             .await
-            .map_err(|e| Error::new(ErrorCode::KmsError, format!("Decrypt: {}", describe(&e))))?;
-        let plaintext = r.plaintext().map(|b| Zeroizing::new(b.as_ref().to_vec())).ok_or_else(|| Error::new(ErrorCode::KmsResponseInvalid, "Decrypt returned no plaintext"))?;
+            .map_err(|e| failure("Decrypt", &e))?;
+        let plaintext = r.plaintext().map(|b| Zeroizing::new(b.as_ref().to_vec())).ok_or_else(|| bad_response("Decrypt returned no plaintext"))?;
         Ok(KmsDecryptResponse { key_id: r.key_id().unwrap_or_default().to_owned(), plaintext })
+    }
+}
+
+#[async_trait::async_trait]
+impl KmsDecrypt for Kms {
+    async fn decrypt(&self, req: KmsDecryptRequest) -> kms_envelope::Result<KmsDecryptResponse> {
+        Ok(self.decrypt_key(req).await?)
     }
 }

@@ -16,13 +16,14 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use kms_envelope::{KmsDecrypt, KmsDecryptRequest, KmsDecryptResponse};
+use kms_envelope::{KmsDecryptRequest, KmsDecryptResponse};
 use kms_envelope_server::api::{DecryptRequest, Refusal};
 use serde_json::json;
 use sha2::{Digest, Sha384};
 use subtle::ConstantTimeEq;
 
 use super::caller::authenticate;
+use crate::kms_client::{Failure, FailureKind};
 use super::errors::{err, retry_after, ApiError};
 use super::kms_cache::KmsCache;
 use super::objects::entitled;
@@ -41,28 +42,19 @@ fn refusal_status(r: &Refusal) -> StatusCode {
     }
 }
 
-/// KMS failures as HTTP answers a client can act on.
-pub fn kms_failure(e: &kms_envelope::Error) -> ApiError {
-    let detail = e.detail();
-    let name = detail.split_once(": ").map(|(_, rest)| rest).unwrap_or(detail);
-    let (status, code, msg) = if name.starts_with("ThrottlingException") {
-        (StatusCode::TOO_MANY_REQUESTS, "KMS_THROTTLED", "KMS is throttling requests; retry later")
-    } else if name.starts_with("DisabledException") {
-        (StatusCode::CONFLICT, "KEY_DISABLED", "the KMS key is disabled")
-    } else if name.starts_with("KMSInvalidStateException") {
-        (StatusCode::CONFLICT, "KEY_UNAVAILABLE", "the KMS key is pending deletion or otherwise unusable")
-    } else if name.starts_with("NotFoundException") {
-        (StatusCode::CONFLICT, "KEY_NOT_FOUND", "the KMS key does not exist")
-    } else if name.starts_with("AccessDeniedException") {
-        (StatusCode::BAD_GATEWAY, "KMS_ACCESS_DENIED", "the gateway may not use this KMS key")
-    } else if name.starts_with("InvalidCiphertextException") || name.starts_with("IncorrectKeyException") {
-        (StatusCode::FORBIDDEN, "INVALID_CIPHERTEXT", "KMS cannot decrypt this data key")
-    } else if name.starts_with("KMS unreachable") {
-        (StatusCode::SERVICE_UNAVAILABLE, "KMS_UNAVAILABLE", "KMS cannot be reached; retry later")
-    } else {
-        (StatusCode::BAD_GATEWAY, "KMS_ERROR", "KMS failed")
+/// KMS failures as HTTP answers a client can act on, by their kind.
+pub fn kms_failure(f: &Failure) -> ApiError {
+    let (status, code, msg) = match f.kind {
+        FailureKind::Throttled => (StatusCode::TOO_MANY_REQUESTS, "KMS_THROTTLED", "KMS is throttling requests; retry later"),
+        FailureKind::Disabled => (StatusCode::CONFLICT, "KEY_DISABLED", "the KMS key is disabled"),
+        FailureKind::InvalidState => (StatusCode::CONFLICT, "KEY_UNAVAILABLE", "the KMS key is pending deletion or otherwise unusable"),
+        FailureKind::NotFound => (StatusCode::CONFLICT, "KEY_NOT_FOUND", "the KMS key does not exist"),
+        FailureKind::AccessDenied => (StatusCode::BAD_GATEWAY, "KMS_ACCESS_DENIED", "the gateway may not use this KMS key"),
+        FailureKind::InvalidCiphertext => (StatusCode::FORBIDDEN, "INVALID_CIPHERTEXT", "KMS cannot decrypt this data key"),
+        FailureKind::Unreachable => (StatusCode::SERVICE_UNAVAILABLE, "KMS_UNAVAILABLE", "KMS cannot be reached; retry later"),
+        FailureKind::BadResponse | FailureKind::Other => (StatusCode::BAD_GATEWAY, "KMS_ERROR", "KMS failed"),
     };
-    let message = format!("{msg} ({detail})");
+    let message = format!("{msg} ({})", f.detail);
     if status == StatusCode::TOO_MANY_REQUESTS {
         retry_after(status, code, message, Duration::from_secs(2))
     } else {
@@ -118,11 +110,11 @@ pub async fn decrypt_data_key(State(gw): State<Shared>, Extension(peer): Extensi
         None => {
             gw.kms_cache.calls.fetch_add(1, Ordering::Relaxed);
             let kms_req = KmsDecryptRequest { key_id: req.key_id.clone(), ciphertext_blob: req.ciphertext_blob.clone(), encryption_algorithm: alg, encryption_context: req.encryption_context.clone() };
-            match gw.kms.decrypt(kms_req).await {
+            match gw.kms.decrypt_key(kms_req).await {
                 Ok(r) => (r, false),
-                Err(e) => {
-                    gw.audit.record(&who, Some(&owner), Some(object), arn, false, &format!("KMS: {}", e.detail()));
-                    return Err(kms_failure(&e));
+                Err(f) => {
+                    gw.audit.record(&who, Some(&owner), Some(object), arn, false, &format!("KMS: {}", f.detail));
+                    return Err(kms_failure(&f));
                 }
             }
         }

@@ -99,14 +99,14 @@ impl Gateway {
         }
         let db = Db::open(&db_path)?;
         // The key must be an RSA key for encryption; say so now rather than at the first upload.
-        let (arn, spec, usage, state) = kms.describe(&config.key).await.map_err(|e| e.to_string())?;
+        let (arn, spec, usage, state) = kms.describe(&config.key).await.map_err(|f| f.detail)?;
         if !spec.starts_with("RSA_") || usage != "ENCRYPT_DECRYPT" {
             return Err(format!("{arn} is a {spec} key for {usage}: the gateway needs an RSA key for ENCRYPT_DECRYPT"));
         }
         if state != "Enabled" {
             tracing::warn!(key = %arn, state = %state, "the KMS key is not enabled: data keys cannot be released");
         }
-        let (key_arn, _) = kms.public_key(&config.key).await.map_err(|e| e.to_string())?;
+        let (key_arn, _) = kms.public_key(&config.key).await.map_err(|f| f.detail)?;
         let mut users = Vec::with_capacity(config.users.len());
         for u in &config.users {
             let mut h = [0u8; 32];
