@@ -439,6 +439,17 @@ case! {
         assert_eq!(code(decrypt(&raw_aes(256), &ct)), "LIMIT_EXCEEDED");
         let lenient = Client::new().with_max_encrypted_data_keys(Some(11));
         assert!(now(lenient.decrypt(&raw_aes(256), &ct, &DecryptOptions::default())).is_ok());
+        // The same limits, for a store that checks headers it cannot decrypt.
+        assert_eq!(code(DecryptLimits::default().parse_header(&ct)), "LIMIT_EXCEEDED");
+        let eleven = DecryptLimits { max_encrypted_data_keys: Some(11), ..DecryptLimits::default() };
+        let (h, len) = eleven.parse_header(&ct).unwrap();
+        assert_eq!((h.encrypted_data_keys.len(), len), (11, parse_header(&ct).unwrap().1));
+        assert_eq!(code(eleven.parse_header(&ct[..len - 1])), "TRUNCATED");
+        let short = DecryptLimits { max_header_length: len - 1, ..eleven };
+        assert_eq!(code(short.parse_header(&ct)), "LIMIT_EXCEEDED");
+        assert_eq!(code(short.parse_header(&ct[..len - 1])), "TRUNCATED");
+        assert_eq!(code(DecryptLimits { max_header_length: 10, ..eleven }.parse_header(&ct[..100])), "LIMIT_EXCEEDED");
+        assert_eq!(code(DecryptLimits { max_frame_length: 32, ..eleven }.parse_header(&ct)), "LIMIT_EXCEEDED");
         assert_eq!(code(MultiKeyring::new(None, vec![])), "INVALID_ARGUMENT");
     }
 }
