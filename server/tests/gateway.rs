@@ -431,6 +431,21 @@ fn chunked_uploads_continue_in_order_and_leave_nothing_when_cancelled() {
     assert_eq!(std::fs::read_dir(&incoming).unwrap().count(), 0);
     let (_, list) = gw.get_json("alice", "/v1/objects");
     assert_eq!(list["objects"].as_array().unwrap().len(), 1);
+
+    // Cancelled while a part is still arriving (a browser that gives up
+    // mid-part): the part ends the upload when it ends, and nothing remains.
+    let id5 = send("POST", &u("/v1/uploads"), &[a], None).2["uploadId"].as_str().unwrap().to_owned();
+    let addr = gw.url.trim_start_matches("http://").to_owned();
+    let mut part5 = TcpStream::connect(&addr).unwrap();
+    write!(part5, "PUT /v1/uploads/{id5}?offset=0 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {alice}\r\nContent-Length: {}\r\n\r\n", blob3.len()).unwrap();
+    part5.write_all(&blob3[..200_000]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(std::fs::read_dir(&incoming).unwrap().count(), 1);
+    assert_eq!(send("DELETE", &u(&format!("/v1/uploads/{id5}")), &[a], None).0, 204);
+    drop(part5);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(std::fs::read_dir(&incoming).unwrap().count(), 0, "the cancelled upload's file");
+    assert_eq!(send("PUT", &u(&format!("/v1/uploads/{id5}?offset=0")), &[a], Some(&blob3[..10])).0, 404);
 }
 
 /// An object on the gateway, read with HTTP Range requests.

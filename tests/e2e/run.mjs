@@ -91,7 +91,16 @@ const banner = await new Promise((res, rej) => {
   setTimeout(() => rej(new Error(`gateway did not start: ${out}`)), 60000);
 });
 const url = /listening on (\S+)/.exec(banner)[1];
-const kmsUrl = /KMS (http:\/\/[^)\s]+)/.exec(banner)[1];
+record('the gateway calls its embedded KMS in process, with no port of its own', /KMS embedded, in process/.test(banner), banner.split('\n')[0]);
+// Other tools reach the same keys through `local-kms`, signing with the credentials it generates.
+const kms = spawn(bin, ['local-kms', '--data-dir', data, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+const kmsUrl = await new Promise((res, rej) => {
+  let out = '';
+  kms.stdout.on('data', (c) => { out += c; const m = /listening on (\S+)/.exec(out); if (m) res(m[1]); });
+  kms.on('exit', (code) => rej(new Error(`local-kms exited ${code}`)));
+  setTimeout(() => rej(new Error(`local-kms did not start: ${out}`)), 30000);
+});
+const kmsEnv = { ...process.env, AWS_SHARED_CREDENTIALS_FILE: join(data, 'kms', 'credentials') };
 const logins = Object.fromEntries([...banner.matchAll(/user (\w+)\s+token (\S+)/g)].map((m) => [m[1], m[2]]));
 record('gateway --demo started with demo logins', logins.alice && logins.bob, url);
 
@@ -246,7 +255,7 @@ try {
     JSON.stringify(header.encryption_context));
 
   // The official Python SDK decrypts it with the KMS RSA keyring.
-  const py = spawnSync(join(root, '.venv/bin/python'), [join(root, 'tests/interop/kms_rsa_peer.py'), 'decrypt', kmsUrl, edk?.provider_info, stored], { encoding: 'utf8' });
+  const py = spawnSync(join(root, '.venv/bin/python'), [join(root, 'tests/interop/kms_rsa_peer.py'), 'decrypt', kmsUrl, edk?.provider_info, stored], { encoding: 'utf8', env: kmsEnv });
   const pyOut = py.status === 0 ? JSON.parse(py.stdout) : {};
   record('the Python ESDK (AWS KMS RSA keyring, local KMS) decrypts it to the same SHA-256', pyOut.sha256 === bigSha, py.status === 0 ? '' : py.stderr.slice(-500));
 
@@ -435,6 +444,7 @@ try {
   record('the end-to-end run completed', false, e.stack);
 } finally {
   await browser.close();
+  kms.kill('SIGTERM');
   gw.kill('SIGTERM');
   await new Promise((r) => (gw.exitCode !== null ? r() : gw.once('exit', r)));
   rmSync(work, { recursive: true, force: true });

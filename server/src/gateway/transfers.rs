@@ -192,9 +192,10 @@ pub async fn upload_complete(State(gw): State<Shared>, Extension(peer): Extensio
     Ok((StatusCode::CREATED, Json(object_json(&o))).into_response())
 }
 
-/// `DELETE /v1/uploads/{id}`: cancels; nothing of it remains.
+/// `DELETE /v1/uploads/{id}`: cancels (a part still being received ends it
+/// when it ends); nothing of it remains.
 pub async fn upload_cancel(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
     let who = authenticate(&gw, &peer, &method, &headers)?.user;
-    drop(gw.uploads.end(&id, &who).map_err(|(s, m)| err(s, "UPLOAD", m))?);
+    gw.uploads.cancel(&id, &who).map_err(|(s, m)| err(s, "UPLOAD", m))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

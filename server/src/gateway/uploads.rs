@@ -15,8 +15,9 @@ const IDLE: Duration = Duration::from_secs(600);
 enum Slot {
     /// Waiting for its next part.
     Idle(Box<Incoming>, Instant),
-    /// A part is being written.
-    Busy(String),
+    /// A part is being written (by this user); `true` once cancelled, so
+    /// that the upload ends when the part does.
+    Busy(String, bool),
 }
 
 #[derive(Default)]
@@ -55,15 +56,15 @@ impl Uploads {
         let not_found = || (StatusCode::NOT_FOUND, "no such upload (finished, cancelled or expired)".to_owned());
         match map.get(id) {
             None => Err(not_found()),
-            Some(Slot::Busy(u)) if u == who => Err((StatusCode::CONFLICT, "a part of this upload is being written".into())),
-            Some(Slot::Busy(_)) => Err(not_found()),
+            Some(Slot::Busy(u, _)) if u == who => Err((StatusCode::CONFLICT, "a part of this upload is being written".into())),
+            Some(Slot::Busy(..)) => Err(not_found()),
             Some(Slot::Idle(o, _)) if o.user() != who => Err(not_found()),
             Some(Slot::Idle(_, at)) if at.elapsed() > IDLE => {
                 map.remove(id);
                 Err(not_found())
             }
             Some(Slot::Idle(..)) => {
-                let taken = if busy { map.insert(id.to_owned(), Slot::Busy(who.to_owned())) } else { map.remove(id) };
+                let taken = if busy { map.insert(id.to_owned(), Slot::Busy(who.to_owned(), false)) } else { map.remove(id) };
                 match taken {
                     Some(Slot::Idle(o, _)) => Ok(*o),
                     _ => unreachable!("checked above"),
@@ -72,8 +73,34 @@ impl Uploads {
         }
     }
 
+    /// Cancels an upload: at once if it is waiting, else as soon as the
+    /// part being written ends (a client that gives up mid-part cancels
+    /// while that part is still being received).
+    pub fn cancel(&self, id: &str, who: &str) -> Result<(), (StatusCode, String)> {
+        {
+            let mut map = self.map();
+            if let Some(Slot::Busy(u, cancelled)) = map.get_mut(id) {
+                if u == who {
+                    *cancelled = true;
+                    return Ok(());
+                }
+            }
+        }
+        drop(self.end(id, who)?);
+        Ok(())
+    }
+
+    /// Returns an upload after a part; one cancelled meanwhile ends here,
+    /// and its file with it.
     pub fn put_back(&self, id: &str, object: Incoming) {
-        self.map().insert(id.to_owned(), Slot::Idle(Box::new(object), Instant::now()));
+        let mut map = self.map();
+        if matches!(map.get(id), Some(Slot::Busy(_, true))) {
+            map.remove(id);
+            drop(map);
+            drop(object);
+            return;
+        }
+        map.insert(id.to_owned(), Slot::Idle(Box::new(object), Instant::now()));
     }
 
     /// Forgets an upload whose part failed (its file goes with it).
