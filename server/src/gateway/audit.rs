@@ -25,17 +25,22 @@ use serde_json::json;
 /// Longest field written to the log or echoed in an error message, in bytes.
 pub const FIELD_MAX: usize = 256;
 
-/// `s`, cut at a character boundary to at most [`FIELD_MAX`] bytes, with a
-/// note of the length it had.
-pub fn bounded(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.len() <= FIELD_MAX {
+/// `s`, cut at a character boundary to at most `max` bytes (over 32), with
+/// a note of the length it had.
+pub fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
         return s.into();
     }
-    let mut end = FIELD_MAX - 32;
+    let mut end = max - 32;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
     format!("{}…[{} bytes]", &s[..end], s.len()).into()
+}
+
+/// `s` cut to [`FIELD_MAX`].
+pub fn bounded(s: &str) -> std::borrow::Cow<'_, str> {
+    cut(s, FIELD_MAX)
 }
 
 /// Requests refused before any decision, by reason.

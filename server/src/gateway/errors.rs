@@ -34,14 +34,7 @@ impl ApiError {
 }
 
 fn bounded(s: &str) -> String {
-    if s.len() <= MESSAGE_MAX {
-        return s.to_owned();
-    }
-    let mut end = MESSAGE_MAX - 32;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…[{} bytes]", &s[..end], s.len())
+    super::audit::cut(s, MESSAGE_MAX).into_owned()
 }
 
 pub fn err(status: StatusCode, code: &'static str, message: impl AsRef<str>) -> ApiError {
