@@ -102,6 +102,30 @@ pub struct ShareRequest {
     pub user: String,
 }
 
+/// `POST /v1/uploads/{id}/parts`: the parts to presign.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PartsRequest {
+    /// 1-based part numbers.
+    pub part_numbers: Vec<i32>,
+}
+
+/// A part of a direct upload, as its PUT answered.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CompletedPart {
+    pub part_number: i32,
+    /// The `ETag` header of the part's PUT answer.
+    pub etag: String,
+}
+
+/// `POST /v1/uploads/{id}/complete` of a direct upload: every part, in order.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    pub parts: Vec<CompletedPart>,
+}
+
 /// The query of `PUT /v1/uploads/{id}?offset=N`.
 #[derive(Deserialize)]
 pub struct PartQuery {

@@ -16,9 +16,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -26,47 +25,6 @@ use base64::Engine;
 use common::*;
 use kms_envelope::{Client, DecryptOptions, KmsRsaAlgorithm, KmsRsaKeyring};
 use serde_json::{json, Value};
-
-/// A helper process that prints a line starting with `ready` (or the local
-/// KMS's `local KMS listening on`); it ends when dropped (stdin closes).
-struct Helper {
-    child: Child,
-    _stdin: Option<ChildStdin>,
-    words: Vec<String>,
-}
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(mut cmd: Command) -> Helper {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("helper starts");
-    let stdin = child.stdin.take();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the helper exited before it was ready");
-        if line.starts_with("ready") || line.starts_with("local KMS listening") {
-            break;
-        }
-    }
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    Helper { child, _stdin: stdin, words: line.split_whitespace().map(str::to_owned).collect() }
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn python(script: &str) -> Command {
-    let mut c = Command::new(root().join(".venv/bin/python"));
-    c.arg(root().join("tests/interop").join(script));
-    c
-}
 
 /// A gateway configuration for `kms_endpoint` and `key`, users as in common,
 /// plus `extra` lines.

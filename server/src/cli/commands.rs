@@ -297,6 +297,12 @@ pub fn serve(args: super::ServeArgs) -> Result<(), Error> {
         cfg.tls_key = args.tls_key;
     }
     cfg.dev_tls |= args.dev_tls;
+    if let Some(b) = args.s3_bucket {
+        cfg.storage = crate::gateway::config::StorageKind::S3;
+        cfg.s3_bucket = Some(b);
+        cfg.s3_endpoint = args.s3_endpoint.or(cfg.s3_endpoint);
+        cfg.s3_path_style |= args.s3_path_style;
+    }
     cfg.check().map_err(bad)?;
     block_on(crate::gateway::serve(cfg, banner)).map_err(|e| Error::new(ErrorCode::Io, e))
 }

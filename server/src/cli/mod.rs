@@ -206,6 +206,16 @@ pub struct ServeArgs {
     /// HTTPS with a self-signed certificate for localhost, kept in the data directory.
     #[arg(long = "dev-tls", conflicts_with = "tls_cert")]
     pub dev_tls: bool,
+    /// Keep objects in this S3 bucket (overrides the configuration's storage):
+    /// browsers upload and download with presigned URLs.
+    #[arg(long = "s3-bucket", value_name = "BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// An S3-compatible endpoint, e.g. an emulator (with --s3-bucket).
+    #[arg(long = "s3-endpoint", value_name = "URL", requires = "s3_bucket")]
+    pub s3_endpoint: Option<String>,
+    /// Path-style S3 addressing: ENDPOINT/BUCKET/KEY (with --s3-bucket).
+    #[arg(long = "s3-path-style", requires = "s3_bucket")]
+    pub s3_path_style: bool,
 }
 
 /// The keyring options in command-line order (the first is the generator).

@@ -23,6 +23,16 @@
 //! max_connections = 1024            # open client connections
 //! idle_timeout_seconds = 60         # a connection that moves no byte this long is closed
 //! auth_failures_per_minute = 10     # failed sign-ins / tokens per (user, address), after a burst of 10
+//! # storage = "s3"                  # blobs in Amazon S3 (default "local": data_dir/objects)
+//! # s3_bucket = "acme-files"
+//! # s3_prefix = "files/"            # keys are PREFIX OWNER/ID.esdk
+//! # s3_endpoint = "http://127.0.0.1:9000"   # an S3-compatible endpoint (emulators)
+//! # s3_region = "eu-west-1"         # default: the standard region chain
+//! # s3_path_style = true            # endpoint/bucket/key addressing
+//! # part_bytes = 8388608            # direct uploads: size of every part but the last (5 MiB to 5 GiB)
+//! # presign_seconds = 300           # lifetime of presigned part and download URLs
+//! # upload_idle_seconds = 600       # a direct upload with no activity this long is aborted
+//! # sweep_seconds = 60              # how often expired and unknown multipart uploads are aborted
 //! [[users]]
 //! name = "alice"
 //! token_sha256 = "…"                # hex SHA-256 of the user's bearer token
@@ -37,6 +47,18 @@ use serde::Deserialize;
 pub struct User {
     pub name: String,
     pub token_sha256: String,
+}
+
+/// Where blobs are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// `data_dir/objects`: the gateway carries every byte.
+    #[default]
+    Local,
+    /// Amazon S3 (or an S3-compatible service): browsers transfer bytes
+    /// with presigned URLs.
+    S3,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,7 +132,36 @@ pub struct Config {
     pub auth_failures_per_minute: f64,
     #[serde(default = "default_auth_burst")]
     pub auth_failure_burst: u32,
+    #[serde(default)]
+    pub storage: StorageKind,
+    #[serde(default)]
+    pub s3_bucket: Option<String>,
+    #[serde(default)]
+    pub s3_prefix: String,
+    #[serde(default)]
+    pub s3_endpoint: Option<String>,
+    #[serde(default)]
+    pub s3_region: Option<String>,
+    #[serde(default)]
+    pub s3_path_style: bool,
+    /// Size of every part of a direct upload but the last.
+    #[serde(default = "default_part_bytes")]
+    pub part_bytes: u64,
+    /// Lifetime of presigned URLs.
+    #[serde(default = "default_presign")]
+    pub presign_seconds: u64,
+    /// A direct upload idle this long is aborted.
+    #[serde(default = "default_upload_idle")]
+    pub upload_idle_seconds: u64,
+    #[serde(default = "default_sweep")]
+    pub sweep_seconds: u64,
 }
+
+/// S3's smallest part (but the last) and largest part.
+pub const MIN_PART: u64 = 5 << 20;
+pub const MAX_PART: u64 = 5 << 30;
+/// S3's most parts of one upload.
+pub const MAX_PARTS: u64 = 10_000;
 
 fn default_listen() -> SocketAddr {
     "127.0.0.1:8080".parse().expect("address")
@@ -163,6 +214,18 @@ fn default_auth_failures() -> f64 {
 fn default_auth_burst() -> u32 {
     10
 }
+fn default_part_bytes() -> u64 {
+    8 << 20
+}
+fn default_presign() -> u64 {
+    300
+}
+fn default_upload_idle() -> u64 {
+    600
+}
+fn default_sweep() -> u64 {
+    60
+}
 fn default_cache_entries() -> usize {
     10_000
 }
@@ -207,6 +270,18 @@ impl Config {
         }
         if self.max_uploads_per_user == 0 || self.max_uploads == 0 || self.max_connections == 0 || self.idle_timeout_seconds == 0 {
             return Err("max_uploads_per_user, max_uploads, max_connections and idle_timeout_seconds must be positive".into());
+        }
+        if self.storage == StorageKind::S3 && self.s3_bucket.as_deref().is_none_or(str::is_empty) {
+            return Err("storage = \"s3\" needs s3_bucket".into());
+        }
+        if !(MIN_PART..=MAX_PART).contains(&self.part_bytes) {
+            return Err(format!("part_bytes must be from {MIN_PART} to {MAX_PART} (S3's limits)"));
+        }
+        if self.max_object_bytes.div_ceil(self.part_bytes) > MAX_PARTS {
+            return Err(format!("max_object_bytes / part_bytes must be at most {MAX_PARTS} parts: raise part_bytes"));
+        }
+        if self.presign_seconds == 0 || self.presign_seconds > 7 * 24 * 3600 || self.upload_idle_seconds == 0 || self.sweep_seconds == 0 {
+            return Err("presign_seconds (at most 7 days), upload_idle_seconds and sweep_seconds must be positive".into());
         }
         if let Some(o) = &self.public_origin {
             super::origin::parse(o).ok_or_else(|| format!("public_origin {o:?}: write scheme://host[:port], e.g. https://files.example.com"))?;

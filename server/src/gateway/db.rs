@@ -23,6 +23,19 @@ pub struct Object {
     pub shared_with: Vec<String>,
 }
 
+/// A direct upload in progress: the object id it was issued, and the
+/// store's multipart upload id once the store has started it.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub id: String,
+    pub owner: String,
+    pub object_id: String,
+    pub store_upload_id: Option<String>,
+    pub part_bytes: u64,
+    pub created: f64,
+    pub touched: f64,
+}
+
 pub struct Db(Mutex<Connection>);
 
 const SCHEMA: &str = "
@@ -33,6 +46,17 @@ const SCHEMA: &str = "
         FOREIGN KEY (owner, object_id) REFERENCES objects (owner, id) ON DELETE CASCADE);
     CREATE INDEX shares_by_user ON shares (user);
     PRAGMA user_version = 1;";
+
+/// Version 2: direct (multipart) uploads in progress, so that every
+/// gateway knows them and none is left behind in the object store.
+const V2: &str = "
+    CREATE TABLE uploads (id TEXT PRIMARY KEY, owner TEXT NOT NULL, object_id TEXT NOT NULL,
+        store_upload_id TEXT, part_bytes INTEGER NOT NULL, created REAL NOT NULL, touched REAL NOT NULL,
+        UNIQUE (owner, object_id));
+    PRAGMA user_version = 2;";
+
+/// The schema version this gateway writes.
+const VERSION: i64 = 2;
 
 /// Version 0 had globally unique ids (`objects.id` the primary key).
 const FROM_V0: &str = "
@@ -74,9 +98,14 @@ impl Db {
             if has_objects {
                 tx.execute_batch(COPY_V0).map_err(fail)?;
             }
+            tx.execute_batch(V2).map_err(fail)?;
             tx.commit().map_err(fail)?;
-        } else if version != 1 {
-            return Err(format!("{} has schema version {version}, newer than this gateway's (1)", path.display()));
+        } else if version == 1 {
+            let tx = c.transaction().map_err(fail)?;
+            tx.execute_batch(V2).map_err(fail)?;
+            tx.commit().map_err(fail)?;
+        } else if version != VERSION {
+            return Err(format!("{} has schema version {version}, newer than this gateway's ({VERSION})", path.display()));
         }
         Ok(Db(Mutex::new(c)))
     }
@@ -170,6 +199,87 @@ impl Db {
     }
 }
 
+fn upload_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Upload> {
+    Ok(Upload {
+        id: r.get(0)?,
+        owner: r.get(1)?,
+        object_id: r.get(2)?,
+        store_upload_id: r.get(3)?,
+        part_bytes: r.get::<_, i64>(4)? as u64,
+        created: r.get(5)?,
+        touched: r.get(6)?,
+    })
+}
+
+const UPLOAD_COLUMNS: &str = "id, owner, object_id, store_upload_id, part_bytes, created, touched";
+
+impl Db {
+    /// Records a direct upload before the store starts it (so that the
+    /// sweep never takes a starting upload for an orphan).
+    pub fn insert_upload(&self, u: &Upload) -> rusqlite::Result<()> {
+        self.conn().execute(
+            "INSERT INTO uploads (id, owner, object_id, store_upload_id, part_bytes, created, touched) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![u.id, u.owner, u.object_id, u.store_upload_id, u.part_bytes as i64, u.created, u.touched],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_store_upload(&self, id: &str, store_upload_id: &str) -> rusqlite::Result<()> {
+        self.conn().execute("UPDATE uploads SET store_upload_id = ?2 WHERE id = ?1", [id, store_upload_id])?;
+        Ok(())
+    }
+
+    pub fn upload(&self, id: &str) -> Option<Upload> {
+        self.conn().query_row(&format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?1"), [id], upload_row).optional().ok().flatten()
+    }
+
+    /// Marks the upload active now (idle ones expire).
+    pub fn touch_upload(&self, id: &str, now: f64) -> rusqlite::Result<()> {
+        self.conn().execute("UPDATE uploads SET touched = ?2 WHERE id = ?1", params![id, now])?;
+        Ok(())
+    }
+
+    /// Forgets an upload; whether it was there (only one caller ends it).
+    pub fn delete_upload(&self, id: &str) -> rusqlite::Result<bool> {
+        Ok(self.conn().execute("DELETE FROM uploads WHERE id = ?1", [id])? == 1)
+    }
+
+    /// Every direct upload in progress.
+    pub fn uploads(&self) -> Vec<Upload> {
+        let c = self.conn();
+        let Ok(mut st) = c.prepare(&format!("SELECT {UPLOAD_COLUMNS} FROM uploads ORDER BY created")) else { return vec![] };
+        let rows = st.query_map([], upload_row);
+        match rows {
+            Ok(r) => r.filter_map(Result::ok).collect(),
+            Err(_) => vec![],
+        }
+    }
+
+    /// Direct uploads in progress: the owner's, and everybody's.
+    pub fn count_uploads(&self, owner: &str) -> (usize, usize) {
+        let c = self.conn();
+        let n = |sql: &str, p: &[&dyn rusqlite::ToSql]| c.query_row(sql, p, |r| r.get::<_, i64>(0)).unwrap_or(0) as usize;
+        (n("SELECT COUNT(*) FROM uploads WHERE owner = ?1", &[&owner]), n("SELECT COUNT(*) FROM uploads", &[]))
+    }
+
+    /// Makes a direct upload an object, in one transaction: the object's
+    /// row in, the upload's row out. Fails if the upload was ended
+    /// meanwhile (cancelled, expired) or the id is taken.
+    pub fn finish_upload(&self, upload_id: &str, o: &Object) -> rusqlite::Result<bool> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        if tx.execute("DELETE FROM uploads WHERE id = ?1", [upload_id])? != 1 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO objects (owner, id, key_arn, size, created, file_name) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![o.owner, o.id, o.key_arn, o.size as i64, o.created, o.file_name],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +326,41 @@ mod tests {
         let o = db.get("alice", "x").unwrap();
         assert_eq!((o.size, o.file_name.as_deref(), o.shared_with.as_slice()), (5, Some("f.txt"), &["bob".to_owned()][..]));
         drop(db);
-        assert!(Db::open(&path).unwrap().exists("alice", "x"), "opens again at version 1");
+        assert!(Db::open(&path).unwrap().exists("alice", "x"), "opens again at version 2");
+    }
+
+    fn upload(id: &str, owner: &str, object: &str) -> Upload {
+        Upload { id: id.into(), owner: owner.into(), object_id: object.into(), store_upload_id: None, part_bytes: 8 << 20, created: 1.0, touched: 1.0 }
+    }
+
+    #[test]
+    fn a_direct_upload_becomes_an_object_once() {
+        let d = tempfile::tempdir().unwrap();
+        let db = Db::open(&d.path().join("g.sqlite3")).unwrap();
+        db.insert_upload(&upload("u1", "alice", "o1")).unwrap();
+        assert!(db.insert_upload(&upload("u2", "alice", "o1")).is_err(), "one upload per object id");
+        db.set_store_upload("u1", "s3-id").unwrap();
+        assert_eq!(db.upload("u1").unwrap().store_upload_id.as_deref(), Some("s3-id"));
+        assert_eq!(db.count_uploads("alice"), (1, 1));
+        assert_eq!(db.count_uploads("bob"), (0, 1));
+        assert!(db.finish_upload("u1", &object("alice", "o1")).unwrap());
+        assert!(db.exists("alice", "o1") && db.upload("u1").is_none());
+        assert!(!db.finish_upload("u1", &object("alice", "o2")).unwrap(), "an ended upload makes no object");
+        assert!(!db.exists("alice", "o2"));
+    }
+
+    #[test]
+    fn a_version_1_database_gains_the_uploads_table() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("g.sqlite3");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute("INSERT INTO objects VALUES ('alice', 'x', 'arn', 5, 2.0, NULL)", []).unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        assert!(db.exists("alice", "x"));
+        db.insert_upload(&upload("u", "alice", "y")).unwrap();
+        assert_eq!(db.uploads().len(), 1);
     }
 }

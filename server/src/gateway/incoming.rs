@@ -23,11 +23,12 @@ use std::path::PathBuf;
 
 use axum::http::StatusCode;
 
+use super::admission::{check_header, conflict, Checked};
 use super::db::Object;
 use super::errors::{err, retry_after, ApiError};
 use super::slots::{Full, Slot};
+use super::storage::LinkError;
 use super::Gateway;
-use kms_envelope_server::api::valid_object_id;
 
 pub struct Incoming {
     who: String,
@@ -72,14 +73,9 @@ impl Probe {
     }
 }
 
-struct Checked {
-    id: String,
-    arn: String,
-    file_name: Option<String>,
-}
-
 impl Incoming {
     pub fn new(gw: &Gateway, who: &str) -> Result<Incoming, ApiError> {
+        let local = gw.local.as_ref().ok_or_else(not_here)?;
         gw.uploads.sweep();
         let slot = gw.upload_slots.take(who).map_err(|f| {
             let m = match f {
@@ -88,8 +84,7 @@ impl Incoming {
             };
             retry_after(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_UPLOADS", m, std::time::Duration::from_secs(5))
         })?;
-        let tmp = gw.objects_dir.join("incoming").join(uuid::Uuid::new_v4().to_string());
-        let file = crate::private_fs::create_new(&tmp).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
+        let (tmp, file) = local.staging_file().map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
         Ok(Incoming {
             who: who.to_owned(),
             tmp: Some(tmp),
@@ -133,7 +128,7 @@ impl Incoming {
     }
 
     fn try_check(&mut self, gw: &Gateway) -> Result<(), ApiError> {
-        self.checked = check_header(gw, &self.who, &self.prefix)?;
+        self.checked = check_header(gw, &self.who, &self.prefix, None)?;
         Ok(())
     }
 
@@ -178,24 +173,12 @@ impl Incoming {
         let file = file.into_inner().map_err(|e| storage_full(e.into_error()))?;
         file.sync_all().map_err(storage_full)?;
         drop(file);
-        let dir = gw.owner_dir(&self.who);
-        crate::private_fs::private_dir(&dir).map_err(|e| err(StatusCode::INSUFFICIENT_STORAGE, "STORAGE", e))?;
-        let dest = gw.blob_path(&self.who, &c.id);
-        // A hard link never replaces an existing file: of two uploads of one
-        // id racing here, exactly one gets the name (a rename would let the
-        // loser overwrite the winner's acknowledged blob).
+        let local = gw.local.as_ref().ok_or_else(not_here)?;
         let tmp = self.tmp.take().expect("temporary file");
-        if let Err(e) = std::fs::hard_link(&tmp, &dest) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(match e.kind() {
-                std::io::ErrorKind::AlreadyExists => conflict(),
-                _ => storage_full(e),
-            });
-        }
-        let _ = std::fs::remove_file(&tmp);
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
+        local.link(&tmp, &self.who, &c.id).map_err(|e| match e {
+            LinkError::Exists => conflict(),
+            LinkError::Io(e) => storage_full(e),
+        })?;
         let o = Object {
             id: c.id,
             owner: self.who.clone(),
@@ -206,7 +189,7 @@ impl Incoming {
             shared_with: vec![],
         };
         if let Err(e) = gw.db.insert(&o) {
-            let _ = std::fs::remove_file(&dest);
+            let _ = std::fs::remove_file(local.blob_path(&o.owner, &o.id));
             return Err(err(StatusCode::CONFLICT, "CONFLICT", format!("cannot record the object: {e}")));
         }
         tracing::info!(object = %o.id, owner = %o.owner, size = o.size, "stored");
@@ -226,47 +209,17 @@ fn storage_full(e: std::io::Error) -> ApiError {
     err(StatusCode::INSUFFICIENT_STORAGE, "STORAGE", e.to_string())
 }
 
+/// An upload through the gateway, when objects are kept in S3.
+pub fn not_here() -> ApiError {
+    err(
+        StatusCode::CONFLICT,
+        "DIRECT_UPLOAD",
+        "this gateway keeps objects in S3 and carries no file bytes: POST /v1/uploads, PUT the parts to the URLs of POST /v1/uploads/ID/parts, then complete",
+    )
+}
+
 pub fn too_large(max: u64) -> ApiError {
     err(StatusCode::PAYLOAD_TOO_LARGE, "TOO_LARGE", format!("objects are limited to {max} bytes"))
-}
-
-fn conflict() -> ApiError {
-    err(StatusCode::CONFLICT, "CONFLICT", "you already have an object with this id")
-}
-
-/// The header's checks: the limits decryption applies, a KMS RSA data key
-/// for an allowed key, and a context whose owner is the uploader and whose
-/// object id is not one of the uploader's objects.
-fn check_header(gw: &Gateway, who: &str, prefix: &[u8]) -> Result<Option<Checked>, ApiError> {
-    let bad = |m: String| err(StatusCode::BAD_REQUEST, "INVALID_MESSAGE", m);
-    let (h, _) = match kms_envelope::DecryptLimits::default().parse_header(prefix) {
-        Ok(x) => x,
-        Err(e) if e.code() == kms_envelope::ErrorCode::Truncated => return Ok(None),
-        Err(e) if e.code() == kms_envelope::ErrorCode::LimitExceeded => {
-            return Err(err(StatusCode::BAD_REQUEST, "LIMIT_EXCEEDED", format!("refused as decryption would refuse it: {e}")))
-        }
-        Err(e) => return Err(bad(format!("not an envelope: {e}"))),
-    };
-    let arn = h
-        .encrypted_data_keys
-        .iter()
-        .filter(|e| e.provider_id == "aws-kms-rsa")
-        .filter_map(|e| std::str::from_utf8(&e.provider_info).ok())
-        .find(|a| gw.key_allowed(a))
-        .ok_or_else(|| bad("no aws-kms-rsa data key for this gateway's KMS key".into()))?
-        .to_owned();
-    let ctx = &h.encryption_context;
-    if ctx.get("owner").map(String::as_str) != Some(who) {
-        return Err(err(StatusCode::FORBIDDEN, "FORBIDDEN", "the encryption context's owner must be the uploader"));
-    }
-    let id = ctx.get("object").ok_or_else(|| bad("the encryption context has no object id".into()))?;
-    if !valid_object_id(id) {
-        return Err(bad("object id: use 1 to 64 letters, digits, '-' or '_'".into()));
-    }
-    if gw.db.exists(who, id) {
-        return Err(conflict());
-    }
-    Ok(Some(Checked { id: id.clone(), arn, file_name: ctx.get("file").cloned() }))
 }
 
 #[cfg(test)]

@@ -7,12 +7,14 @@
 //! `SHA-384(context) ‖ data key`, and the digest must match the claim before
 //! authorization on it means anything.
 
+mod admission;
 mod audit;
 mod caller;
 pub mod config;
 mod data_key;
 mod db;
 pub mod demo;
+mod direct;
 mod errors;
 mod incoming;
 mod kms_cache;
@@ -25,13 +27,14 @@ mod request;
 mod routes;
 mod session;
 mod slots;
+mod storage;
+mod sweep;
 mod tls;
 mod transfers;
 mod uploads;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -52,7 +55,10 @@ pub struct Gateway {
     /// Every ARN the configured key (or alias) has resolved to.
     known_keys: Mutex<HashSet<String>>,
     pub db: Db,
-    pub objects_dir: PathBuf,
+    /// Where blobs are kept.
+    store: Arc<dyn storage::Storage>,
+    /// The same store when it is the local directory (uploads through the gateway).
+    local: Option<Arc<storage::LocalDir>>,
     pub audit: audit::AuditLog,
     users: Vec<(String, [u8; 32])>,
     sessions: session::Sessions,
@@ -64,6 +70,28 @@ pub struct Gateway {
     kms_cache: kms_cache::KmsCache,
     /// The web app's origins, known once the listener is bound.
     origins: OnceLock<Vec<String>>,
+}
+
+/// The configured store: the local directory, or S3 (checked reachable).
+async fn open_store(config: &Config) -> Result<(Arc<dyn storage::Storage>, Option<Arc<storage::LocalDir>>), String> {
+    match config.storage {
+        config::StorageKind::Local => {
+            let local = Arc::new(storage::LocalDir::open(config.data_dir.join("objects"))?);
+            Ok((local.clone(), Some(local)))
+        }
+        config::StorageKind::S3 => {
+            let c = storage::S3Config {
+                bucket: config.s3_bucket.clone().unwrap_or_default(),
+                prefix: config.s3_prefix.clone(),
+                endpoint: config.s3_endpoint.clone(),
+                region: config.s3_region.clone(),
+                path_style: config.s3_path_style,
+            };
+            let s3 = storage::S3Store::open(&c).await?;
+            s3.check().await.map_err(|f| format!("S3 bucket {}: {}", c.bucket, f.detail))?;
+            Ok((Arc::new(s3), None))
+        }
+    }
 }
 
 /// The key size, from the length of its DER SPKI.
@@ -84,10 +112,8 @@ impl Gateway {
     /// Opens storage, resolves the key through KMS and loads users.
     pub async fn open(config: Config, kms: Kms) -> Result<Arc<Gateway>, String> {
         let data = config.data_dir.clone();
-        let objects_dir = data.join("objects");
-        for d in [&data, &objects_dir, &objects_dir.join("incoming")] {
-            crate::private_fs::private_dir(d)?;
-        }
+        crate::private_fs::private_dir(&data)?;
+        let (store, local) = open_store(&config).await?;
         // Files an older version (or another umask) left readable by others.
         for f in ["gateway.sqlite3", "gateway.sqlite3-wal", "gateway.sqlite3-shm", "audit.log", "demo-users.json"] {
             crate::private_fs::tighten_if_present(&data.join(f), crate::private_fs::FILE_MODE)?;
@@ -130,7 +156,8 @@ impl Gateway {
             key_arn,
             known_keys,
             db,
-            objects_dir,
+            store,
+            local,
             audit,
             users,
             sessions,
@@ -141,61 +168,10 @@ impl Gateway {
             kms_cache,
             origins: OnceLock::new(),
         };
-        g.recover()?;
+        if let Some(local) = &g.local {
+            local.recover(&g.db.all_keys().into_iter().collect())?;
+        }
         Ok(Arc::new(g))
-    }
-
-    /// After a crash: partial uploads and blobs without a row are not
-    /// objects. Blobs of the flat layout of version 0 (`objects/ID.esdk`)
-    /// move into their owner's directory; every directory and blob is
-    /// made owner-only.
-    fn recover(&self) -> Result<(), String> {
-        if let Ok(rd) = std::fs::read_dir(self.objects_dir.join("incoming")) {
-            for e in rd.flatten() {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-        let known: HashSet<(String, String)> = self.db.all_keys().into_iter().collect();
-        let owner_of: std::collections::HashMap<&str, &str> = known.iter().map(|(o, i)| (i.as_str(), o.as_str())).collect();
-        let Ok(rd) = std::fs::read_dir(&self.objects_dir) else { return Ok(()) };
-        for e in rd.flatten() {
-            let path = e.path();
-            let name = e.file_name().to_string_lossy().to_string();
-            if name == "incoming" {
-                continue;
-            }
-            if let Some(id) = name.strip_suffix(".esdk") {
-                match owner_of.get(id) {
-                    Some(owner) => {
-                        crate::private_fs::private_dir(&self.owner_dir(owner))?;
-                        std::fs::rename(&path, self.blob_path(owner, id)).map_err(|e| format!("cannot move {}: {e}", path.display()))?;
-                        crate::private_fs::tighten_if_present(&self.blob_path(owner, id), crate::private_fs::FILE_MODE)?;
-                    }
-                    None => {
-                        tracing::warn!(object = id, "removing a blob with no metadata (interrupted upload)");
-                        let _ = std::fs::remove_file(&path);
-                    }
-                }
-                continue;
-            }
-            if !path.is_dir() || !config::valid_name(&name) {
-                continue;
-            }
-            crate::private_fs::tighten_if_present(&path, crate::private_fs::DIR_MODE)?;
-            for b in std::fs::read_dir(&path).map_err(|e| e.to_string())?.flatten() {
-                let file = b.file_name().to_string_lossy().to_string();
-                match file.strip_suffix(".esdk") {
-                    Some(id) if known.contains(&(name.clone(), id.to_owned())) => {
-                        crate::private_fs::tighten_if_present(&b.path(), crate::private_fs::FILE_MODE)?;
-                    }
-                    _ => {
-                        tracing::warn!(owner = %name, file = %file, "removing a blob with no metadata (interrupted upload)");
-                        let _ = std::fs::remove_file(b.path());
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 
     /// The origins the web app may send state changes from.
@@ -221,17 +197,13 @@ impl Gateway {
         self.known_keys.lock().unwrap_or_else(|p| p.into_inner()).contains(arn) || self.config.allowed_key_arns.iter().any(|a| a == arn)
     }
 
+    /// Lifetime of presigned URLs.
+    pub fn presign_lifetime(&self) -> Duration {
+        Duration::from_secs(self.config.presign_seconds)
+    }
+
     fn note_key(&self, arn: &str) {
         self.known_keys.lock().unwrap_or_else(|p| p.into_inner()).insert(arn.to_owned());
-    }
-
-    /// An owner's blobs: `objects/OWNER/` (user names are plain file names).
-    pub fn owner_dir(&self, owner: &str) -> PathBuf {
-        self.objects_dir.join(owner)
-    }
-
-    pub fn blob_path(&self, owner: &str, id: &str) -> PathBuf {
-        self.owner_dir(owner).join(format!("{id}.esdk"))
     }
 
 }
@@ -282,6 +254,7 @@ pub async fn serve(config: Config, banner: Vec<String>) -> Result<(), String> {
         }
         let _ = out.flush();
     }
+    sweep::spawn(gw.clone());
     let _ = gw.origins.set(origin::allowed(gw.config.public_origin.as_deref(), gw.config.tls(), addr));
     let header_timeout = Duration::from_secs(gw.config.header_timeout_seconds.max(1));
     let idle = Duration::from_secs(gw.config.idle_timeout_seconds.max(1));

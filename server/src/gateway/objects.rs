@@ -16,6 +16,7 @@ use super::db::Object;
 use super::errors::{err, ApiError};
 use super::peer::Peer;
 use super::request::{json_content_type, query_param, read_body, JSON_MAX};
+use super::storage::{self, Access};
 use super::Gateway;
 
 type Shared = std::sync::Arc<Gateway>;
@@ -53,36 +54,65 @@ pub async fn list(State(gw): State<Shared>, Extension(peer): Extension<Peer>, me
 }
 
 /// The blob, with HTTP `Range` support (206, `Content-Range`, 416) so
-/// clients can read a header and a few frames of a large object.
+/// clients can read a header and a few frames of a large object; for an
+/// object in S3, a redirect (307) to a short-lived presigned URL (the
+/// gateway carries no file bytes).
 pub async fn download(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
     use tower::ServiceExt;
     let who = authenticate(&gw, &peer, &method, req.headers())?.user;
     let owner = query_param(req.uri().query(), "owner").unwrap_or_else(|| who.clone());
     let o = readable(&gw, &owner, &id, &who)?;
-    let path = gw.blob_path(&o.owner, &o.id);
-    if !path.exists() {
-        return Err(not_found());
+    match gw.store.access(&o.owner, &o.id, gw.presign_lifetime()).await.map_err(|f| storage::api_error(&f))? {
+        Access::Url(url) => {
+            let location = HeaderValue::from_str(&url).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
+            Ok((StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, location)]).into_response())
+        }
+        Access::File(path) => {
+            let served = tower_http::services::ServeFile::new_with_mime(path, &mime::APPLICATION_OCTET_STREAM)
+                .oneshot(req)
+                .await
+                .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
+            let mut r = served.map(Body::new);
+            r.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            Ok(r)
+        }
     }
-    let served = tower_http::services::ServeFile::new_with_mime(path, &mime::APPLICATION_OCTET_STREAM)
-        .oneshot(req)
-        .await
-        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
-    let mut r = served.map(Body::new);
-    r.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    Ok(r)
+}
+
+/// `GET /v1/objects/{id}/url?owner=USER` → `{ url, direct, size, expiresAt }`:
+/// where the caller reads the blob, with `Range` requests. For an object in
+/// S3 a presigned URL (no credentials needed until `expiresAt`); otherwise
+/// the gateway's download route, authenticated as any other request.
+pub async fn location(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
+    let who = authenticate(&gw, &peer, &method, req.headers())?.user;
+    let owner = query_param(req.uri().query(), "owner").unwrap_or_else(|| who.clone());
+    let o = readable(&gw, &owner, &id, &who)?;
+    let lifetime = gw.presign_lifetime();
+    let expires = crate::localkms::now() + lifetime.as_secs_f64();
+    let (url, direct) = match gw.store.access(&o.owner, &o.id, lifetime).await.map_err(|f| storage::api_error(&f))? {
+        Access::Url(url) => (url, true),
+        Access::File(_) => {
+            let q: String = form_urlencoded::Serializer::new(String::new()).append_pair("owner", &o.owner).finish();
+            (format!("/v1/objects/{}?{q}", o.id), false)
+        }
+    };
+    Ok(Json(json!({ "url": url, "direct": direct, "size": o.size, "expiresAt": if direct { Some(expires) } else { None } })).into_response())
 }
 
 pub async fn delete(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
     let caller = authenticate(&gw, &peer, &method, req.headers())?;
     let o = owned(&gw, &caller, &id)?;
-    // The row goes first: a blob without a row is invisible and removed at
-    // startup. Only the request that removed the row removes the blob, so a
-    // concurrent delete cannot remove a new upload's blob of the same id.
+    // The row goes first: a blob without a row is invisible (and, in the
+    // local directory, removed at startup). Only the request that removed
+    // the row removes the blob, so a concurrent delete cannot remove a new
+    // upload's blob of the same id.
     let removed = gw.db.delete(&o.owner, &o.id).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
     if removed == 0 {
         return Err(not_found());
     }
-    let _ = std::fs::remove_file(gw.blob_path(&o.owner, &o.id));
+    if let Err(f) = gw.store.delete(&o.owner, &o.id).await {
+        tracing::warn!(object = %o.id, owner = %o.owner, error = %f.detail, "the object is deleted but its blob could not be removed");
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -10,6 +10,14 @@
 //! - `POST /v1/uploads` → `{ uploadId, maxPartBytes }`; `PUT /v1/uploads/{id}?offset=N` (bytes)
 //!   → `{ received }`; `POST /v1/uploads/{id}/complete` → 201 as `POST /v1/objects`;
 //!   `DELETE /v1/uploads/{id}` cancels. For clients that cannot stream one request body.
+//! - Objects in S3 (the gateway carries no file bytes): `POST /v1/uploads` → `{ uploadId,
+//!   objectId, partBytes, maxParts, direct: true }` (`objectId` is the context's `object`);
+//!   `POST /v1/uploads/{id}/parts` `{ partNumbers }` → `{ parts: [{ partNumber, url }], expiresAt }`
+//!   (PUT each part's bytes there); `POST /v1/uploads/{id}/complete` `{ parts: [{ partNumber, etag }] }`
+//!   → 201 the object; `DELETE /v1/uploads/{id}` aborts; `GET /v1/objects/{id}` redirects (307)
+//!   to a presigned URL
+//! - `GET /v1/objects/{id}/url?owner=USER` → `{ url, direct, size, expiresAt }`: where to read
+//!   the blob (with `Range`): a presigned S3 URL, or the gateway's own download route
 //! - `POST /v1/decrypt-data-key` `{ keyId, ciphertextBlob, encryptionAlgorithm, encryptionContext }`
 //!   → `{ plaintext, keyId, encryptionAlgorithm }`, the shape of KMS Decrypt
 //!
@@ -43,7 +51,7 @@ use super::errors::{err, ApiError};
 use super::peer::{self, Peer};
 use super::request::{json_content_type, read_body, JSON_MAX};
 use super::session;
-use super::{data_key, objects, transfers, Gateway};
+use super::{data_key, direct, objects, transfers, Gateway};
 
 type Shared = Arc<Gateway>;
 
@@ -57,10 +65,12 @@ pub fn router(gw: Shared) -> Router {
         .route("/v1/session", get(current_session))
         .route("/v1/objects", post(transfers::upload).get(objects::list))
         .route("/v1/objects/{id}", get(objects::download).delete(objects::delete))
+        .route("/v1/objects/{id}/url", get(objects::location))
         .route("/v1/objects/{id}/shares", post(objects::share).get(objects::shares))
         .route("/v1/objects/{id}/shares/{user}", delete(objects::unshare))
         .route("/v1/uploads", post(transfers::upload_start))
         .route("/v1/uploads/{id}", put(transfers::upload_part).delete(transfers::upload_cancel))
+        .route("/v1/uploads/{id}/parts", post(direct::parts))
         .route("/v1/uploads/{id}/complete", post(transfers::upload_complete))
         .route("/v1/decrypt-data-key", post(data_key::decrypt_data_key))
         .route("/v1/metrics", get(metrics))
@@ -70,9 +80,10 @@ pub fn router(gw: Shared) -> Router {
         None => api,
     };
     let tls = gw.config.tls();
+    let csp = content_security_policy(gw.store.origin());
     app.layer(axum::middleware::from_fn(super::errors::json_errors))
         .layer(axum::middleware::from_fn_with_state(gw.clone(), with_peer))
-        .layer(axum::middleware::from_fn(move |req, next| security_headers(tls, req, next)))
+        .layer(axum::middleware::from_fn(move |req, next| security_headers(tls, csp.clone(), req, next)))
         .with_state(gw)
 }
 
@@ -89,7 +100,7 @@ async fn with_peer(State(gw): State<Shared>, ConnectInfo(socket): ConnectInfo<So
 /// own), and responses that are never cached.
 async fn api_headers(limit: Duration, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    let object_transfer = path.starts_with("/v1/objects") && !path.contains("/shares") && *req.method() != Method::DELETE;
+    let object_transfer = path.starts_with("/v1/objects") && !path.contains("/shares") && !path.ends_with("/url") && *req.method() != Method::DELETE;
     let part = path.starts_with("/v1/uploads/") && *req.method() == Method::PUT;
     let mut r = if object_transfer || part {
         next.run(req).await
@@ -104,20 +115,28 @@ async fn api_headers(limit: Duration, req: Request, next: Next) -> Response {
     r
 }
 
-/// Headers on every response: a strict Content-Security-Policy for the web
-/// app (no inline script, no third-party origin; wasm allowed), no framing,
+/// The web app's Content-Security-Policy: no inline script, no
+/// third-party origin but the object store's (for direct transfers); wasm
+/// allowed.
+fn content_security_policy(store_origin: Option<&str>) -> HeaderValue {
+    let connect = match store_origin {
+        Some(o) => format!("'self' {o}"),
+        None => "'self'".to_owned(),
+    };
+    HeaderValue::from_str(&format!(
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src {connect}; \
+         img-src 'self' blob: data:; style-src 'self'; object-src 'none'; base-uri 'none'; \
+         frame-ancestors 'none'; form-action 'self'"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"))
+}
+
+/// Headers on every response: the Content-Security-Policy, no framing,
 /// and HSTS when serving HTTPS.
-async fn security_headers(tls: bool, req: Request, next: Next) -> Response {
+async fn security_headers(tls: bool, csp: HeaderValue, req: Request, next: Next) -> Response {
     let mut r = next.run(req).await;
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self'; \
-             img-src 'self' blob: data:; style-src 'self'; object-src 'none'; base-uri 'none'; \
-             frame-ancestors 'none'; form-action 'self'",
-        ),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));

@@ -104,8 +104,12 @@ where
 }
 
 /// `POST /v1/uploads`: starts a chunked upload → `{ uploadId, maxPartBytes }`.
+/// For objects in S3, a direct upload (see `direct`).
 pub async fn upload_start(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, headers: HeaderMap) -> Result<Response, ApiError> {
     let who = authenticate(&gw, &peer, &method, &headers)?.user;
+    if gw.store.direct() {
+        return super::direct::start(&gw, &who).await;
+    }
     let id = gw.uploads.start(Incoming::new(&gw, &who)?);
     Ok((StatusCode::CREATED, Json(json!({ "uploadId": id, "maxPartBytes": MAX_PART }))).into_response())
 }
@@ -122,6 +126,9 @@ pub async fn upload_part(
     req: Request,
 ) -> Result<Response, ApiError> {
     let who = authenticate(&gw, &peer, &method, &headers)?.user;
+    if gw.store.direct() {
+        return Err(incoming::not_here());
+    }
     let offset = query_param(req.uri().query(), "offset").and_then(|o| o.parse::<u64>().ok());
     let mut stream = req.into_body().into_data_stream();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(gw.config.request_timeout_seconds.max(1));
@@ -185,8 +192,11 @@ async fn receive_part(gw: &Gateway, object: &mut Incoming, stream: &mut axum::bo
 }
 
 /// `POST /v1/uploads/{id}/complete` → 201 and the object, as `POST /v1/objects`.
-pub async fn upload_complete(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn upload_complete(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, headers: HeaderMap, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
     let who = authenticate(&gw, &peer, &method, &headers)?.user;
+    if gw.store.direct() {
+        return super::direct::complete(&gw, &who, &id, &headers, req).await;
+    }
     let object = gw.uploads.end(&id, &who).map_err(|(s, m)| err(s, "UPLOAD", m))?;
     let o = object.commit(&gw)?;
     Ok((StatusCode::CREATED, Json(object_json(&o))).into_response())
@@ -196,6 +206,9 @@ pub async fn upload_complete(State(gw): State<Shared>, Extension(peer): Extensio
 /// when it ends); nothing of it remains.
 pub async fn upload_cancel(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
     let who = authenticate(&gw, &peer, &method, &headers)?.user;
+    if gw.store.direct() {
+        return super::direct::cancel(&gw, &who, &id).await;
+    }
     gw.uploads.cancel(&id, &who).map_err(|(s, m)| err(s, "UPLOAD", m))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

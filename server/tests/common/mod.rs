@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -239,3 +239,43 @@ pub fn raw(url: &str, head: &str, body: &[u8]) -> (u16, String) {
     (code, text)
 }
 
+/// A helper process that prints a line starting with `ready` (or the local
+/// KMS's `local KMS listening on`); it ends when dropped (stdin closes).
+pub struct Helper {
+    pub child: Child,
+    _stdin: Option<ChildStdin>,
+    pub words: Vec<String>,
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn spawn(mut cmd: Command) -> Helper {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("helper starts");
+    let stdin = child.stdin.take();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the helper exited before it was ready");
+        if line.starts_with("ready") || line.starts_with("local KMS listening") {
+            break;
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    Helper { child, _stdin: stdin, words: line.split_whitespace().map(str::to_owned).collect() }
+}
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn python(script: &str) -> Command {
+    let mut c = Command::new(root().join(".venv/bin/python"));
+    c.arg(root().join("tests/interop").join(script));
+    c
+}

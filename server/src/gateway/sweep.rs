@@ -1,0 +1,85 @@
+//! The sweep, at startup and every `sweep_seconds`: nothing of an upload
+//! that never completed stays in the object store.
+//!
+//! - A direct upload idle past `upload_idle_seconds` is aborted in the
+//!   store (its parts freed), its blob deleted if a completion assembled
+//!   one that never became an object, and its row removed.
+//! - A multipart upload in the store under the gateway's prefix that the
+//!   database does not know (a gateway stopped between starting it and
+//!   recording it, or anything else) is aborted. One whose key belongs to
+//!   an upload still being started (no store id recorded yet) is left.
+//! - Chunked uploads through the gateway that went idle are dropped.
+//!
+//! A store that does not answer leaves everything for the next round.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::Gateway;
+
+/// What one round did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub expired: usize,
+    pub orphans: usize,
+}
+
+pub async fn run(gw: &Gateway) -> Swept {
+    gw.uploads.sweep();
+    let mut swept = Swept::default();
+    let now = crate::localkms::now();
+    for u in gw.db.uploads().into_iter().filter(|u| gw.upload_expired(u, now)) {
+        let key = gw.store.key(&u.owner, &u.object_id);
+        if let Some(s) = &u.store_upload_id {
+            if let Err(f) = gw.store.abort_multipart(&key, s).await {
+                tracing::warn!(upload = %u.id, error = %f.detail, "cannot abort an expired upload yet");
+                continue;
+            }
+        }
+        if !gw.db.exists(&u.owner, &u.object_id) && gw.store.delete(&u.owner, &u.object_id).await.is_err() {
+            continue;
+        }
+        if gw.db.delete_upload(&u.id).unwrap_or(false) {
+            tracing::info!(upload = %u.id, owner = %u.owner, "expired upload aborted");
+            swept.expired += 1;
+        }
+    }
+    if !gw.store.direct() {
+        return swept;
+    }
+    let pending = match gw.store.list_multipart().await {
+        Ok(p) => p,
+        Err(f) => {
+            tracing::warn!(error = %f.detail, "cannot list multipart uploads");
+            return swept;
+        }
+    };
+    // Read after the listing: an upload started meanwhile is in here.
+    let uploads = gw.db.uploads();
+    let known: HashSet<&str> = uploads.iter().filter_map(|u| u.store_upload_id.as_deref()).collect();
+    let starting: HashSet<String> = uploads.iter().filter(|u| u.store_upload_id.is_none()).map(|u| gw.store.key(&u.owner, &u.object_id)).collect();
+    for p in pending.iter().filter(|p| !known.contains(p.upload_id.as_str()) && !starting.contains(&p.key)) {
+        match gw.store.abort_multipart(&p.key, &p.upload_id).await {
+            Ok(()) => {
+                tracing::warn!(key = %p.key, initiated = ?p.initiated, "aborted a multipart upload the gateway does not know");
+                swept.orphans += 1;
+            }
+            Err(f) => tracing::warn!(key = %p.key, error = %f.detail, "cannot abort an unknown multipart upload yet"),
+        }
+    }
+    swept
+}
+
+/// Sweeps now and then every `sweep_seconds`, for as long as the gateway runs.
+pub fn spawn(gw: std::sync::Arc<Gateway>) {
+    let every = Duration::from_secs(gw.config.sweep_seconds.max(1));
+    tokio::spawn(async move {
+        loop {
+            let s = run(&gw).await;
+            if s != Swept::default() {
+                tracing::info!(expired = s.expired, orphans = s.orphans, "sweep");
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+}

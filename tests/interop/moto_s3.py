@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""moto 5.2.5's S3 server for the tests, with a fault-injecting proxy in front.
+
+    moto_s3.py serve [--bucket NAME] [--cors-origin ORIGIN ...] [--port N]
+
+starts moto's server on 127.0.0.1 (a free port, or --port), creates the
+bucket with a CORS rule for the given origins (PUT/GET, any header, ETag
+exposed), starts the proxy on another free port, prints
+
+    ready MOTO_URL PROXY_URL
+
+and serves until its stdin closes. moto's answers to ListParts (and the
+other serializer-made multipart answers) get the XML root S3 gives them. The proxy forwards every request to
+moto unchanged (presigned URLs made for the proxy's address work: moto
+does not check signatures). It is steered at PROXY_URL/__faults:
+
+    POST {"failPartPuts": N, "status": 503}  the next N part PUTs answer that status
+    POST {"down": true|false}                every request is answered by closing the connection
+    GET                                      {"partPuts", "failedPuts", "bytesIn", "bytesOut", "down"}
+"""
+
+import argparse
+import http.client
+import json
+import socket
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+# moto 5.2.5 names the XML root of the S3 answers its generic serializer
+# makes `<Operation>Response`; S3 answers these roots (the Rust SDK checks).
+S3_ROOTS = {
+    "ListParts": "ListPartsResult",
+    "ListMultipartUploads": "ListMultipartUploadsResult",
+    "CompleteMultipartUpload": "CompleteMultipartUploadResult",
+    "CreateMultipartUpload": "InitiateMultipartUploadResult",
+}
+
+
+def patch_moto():
+    from moto.core import serialize
+
+    plain = serialize.S3Serializer._serialize_body
+
+    def serialize_body(self, body):
+        op = self.operation_model.name
+        if op in S3_ROOTS and list(body) == [f"{op}Response"]:
+            body = {S3_ROOTS[op]: body[f"{op}Response"]}
+        return plain(self, body)
+
+    serialize.S3Serializer._serialize_body = serialize_body
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Faults:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.fail_part_puts = 0
+        self.status = 503
+        self.down = False
+        self.part_puts = 0
+        self.failed_puts = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    def state(self):
+        with self.lock:
+            return {"partPuts": self.part_puts, "failedPuts": self.failed_puts, "bytesIn": self.bytes_in, "bytesOut": self.bytes_out, "down": self.down}
+
+
+def proxy_handler(upstream_port, faults):
+    class Proxy(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def body(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(n) if n else b""
+
+        def answer(self, status, body=b"", headers=()):
+            self.send_response(status)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def control(self):
+            if self.command == "POST":
+                req = json.loads(self.body() or b"{}")
+                with faults.lock:
+                    if "failPartPuts" in req:
+                        faults.fail_part_puts = int(req["failPartPuts"])
+                        faults.status = int(req.get("status", 503))
+                    if "down" in req:
+                        faults.down = bool(req["down"])
+            self.answer(200, json.dumps(faults.state()).encode(), [("Content-Type", "application/json")])
+
+        def forward(self):
+            if self.path.startswith("/__faults"):
+                return self.control()
+            with faults.lock:
+                down = faults.down
+            if down:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            body = self.body()
+            part_put = self.command == "PUT" and "partNumber=" in self.path and "uploadId=" in self.path
+            with faults.lock:
+                faults.bytes_in += len(body)
+                if part_put:
+                    faults.part_puts += 1
+                    if faults.fail_part_puts > 0:
+                        faults.fail_part_puts -= 1
+                        faults.failed_puts += 1
+                        fail = faults.status
+                    else:
+                        fail = None
+                else:
+                    fail = None
+            if fail:
+                msg = b"<Error><Code>ServiceUnavailable</Code><Message>injected fault</Message></Error>"
+                return self.answer(fail, msg, [("Content-Type", "application/xml")])
+            conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive", "transfer-encoding")}
+            conn.request(self.command, self.path, body=body, headers=headers)
+            r = conn.getresponse()
+            data = r.read()
+            with faults.lock:
+                faults.bytes_out += len(data)
+            hop = ("connection", "keep-alive", "transfer-encoding", "content-length")
+            self.answer(r.status, data if self.command != "HEAD" else b"", [(k, v) for k, v in r.getheaders() if k.lower() not in hop])
+            conn.close()
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = forward
+
+    return Proxy
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("--bucket", default="kms-envelope-test")
+    s.add_argument("--cors-origin", action="append", default=[])
+    s.add_argument("--port", type=int, default=0)
+    a = p.parse_args()
+
+    patch_moto()
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    import boto3
+
+    port = a.port or free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket=a.bucket)
+    if a.cors_origin:
+        s3.put_bucket_cors(
+            Bucket=a.bucket,
+            CORSConfiguration={"CORSRules": [{"AllowedOrigins": a.cors_origin, "AllowedMethods": ["PUT", "GET", "HEAD"], "AllowedHeaders": ["*"], "ExposeHeaders": ["ETag", "Content-Range", "Content-Length"], "MaxAgeSeconds": 600}]},
+        )
+    faults = Faults()
+    proxy = ThreadingHTTPServer(("127.0.0.1", free_port()), proxy_handler(port, faults))
+    proxy.daemon_threads = True
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    print(f"ready {url} http://127.0.0.1:{proxy.server_address[1]}", flush=True)
+    sys.stdin.read()
+    proxy.shutdown()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
