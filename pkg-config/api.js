@@ -6,6 +6,9 @@
 // package's "imports" conditions); its top-level await finishes before this runs.
 import '#init';
 import * as wasm from './wasm/kms_envelope.js';
+import { uploadThrough } from './upload.js';
+
+export { UploadError } from './upload.js';
 
 /** Thrown by every operation; `.code` is a stable string such as "FRAME_AUTH_FAILED". */
 export const EnvelopeError = wasm.envelopeErrorClass();
@@ -177,6 +180,25 @@ export function decryptRange(keyring, source, start, end, options) {
   return wasm.decryptRange(handle(keyring), source, start, end === undefined ? Infinity : end, options);
 }
 export function gatewayKmsDecrypt(url, options) { return wasm.gatewayKmsDecrypt(url, options); }
+
+/**
+ * Encrypts `source` (a Blob/File or a ReadableStream) as it uploads it to a kms-envelope gateway:
+ * straight to S3 through presigned multipart URLs when the gateway keeps objects there (several
+ * parts in flight, failed parts retried from the ciphertext held, never re-encrypted), else
+ * through the gateway. Options: `gateway` (base URL, default same origin), `context` (`owner`
+ * required), `headers`, `credentials`, `concurrency` (default 4), `retries`, `onProgress({ sent, total })`
+ * (acknowledged ciphertext bytes), `signal`, `fetch`, and `encrypt` (options of `encryptStream`).
+ * Resolves to the stored object; rejects with an `UploadError`.
+ */
+export function uploadEncrypted(source, keyring, options = {}) {
+  const h = handle(keyring);
+  const encrypt = checked(options.encrypt ?? {});
+  const size = typeof Blob !== 'undefined' && source instanceof Blob
+    ? (encryptionContext) => wasm.encryptedSize(h, source.size, { ...encrypt, encryptionContext })
+    : undefined;
+  const seal = (encryptionContext) => wasm.encryptStream(h, { ...encrypt, encryptionContext });
+  return uploadThrough(source, seal, size, options);
+}
 
 /** Hand-driven encryption: `const e = await Encryptor.start(keyring, opts)`, then `update` / `finish`. */
 export const Encryptor = {

@@ -211,6 +211,50 @@ export interface GatewayOptions {
 /** A `kmsDecrypt` that POSTs to the kms-envelope gateway, retrying throttling with backoff and jitter. */
 export function gatewayKmsDecrypt(url: string, options?: GatewayOptions): KmsDecrypt;
 
+/** Why `uploadEncrypted` failed: the gateway's code (`FORBIDDEN`, `TOO_LARGE`, `TOO_MANY_UPLOADS`,
+ * `STORAGE_UNAVAILABLE`, `INVALID_MESSAGE`, …) or one of these. */
+export type UploadErrorCode = 'NETWORK' | 'STORAGE' | 'ABORTED' | 'INVALID_ARGUMENT' | 'GATEWAY' | (string & {});
+export class UploadError extends Error {
+  readonly name: 'UploadError';
+  readonly code: UploadErrorCode;
+  /** The HTTP status, when there was an answer. */
+  readonly status?: number;
+}
+export interface UploadOptions {
+  /** The gateway's base URL; default the page's origin. */
+  gateway?: string;
+  /** The encryption context: `owner` (the uploader) required; the gateway issues `object` for a direct upload. */
+  context: EncryptionContext & { owner: string };
+  /** Sent to the gateway (never to S3): e.g. `Authorization` or `X-CSRF-Token`. */
+  headers?: Record<string, string>;
+  credentials?: RequestCredentials;
+  /** Parts in flight to S3 at once; default 4. */
+  concurrency?: number;
+  /** Tries after the first for each part; default 5. */
+  retries?: number;
+  /** Ciphertext bytes acknowledged so far (`total` when the source is a Blob). */
+  onProgress?: (p: { sent: number; total?: number }) => void;
+  signal?: AbortSignal;
+  fetch?: typeof fetch;
+  /** Options of the encryption (frame length, pool, …); the context is `context`. */
+  encrypt?: Omit<EncryptOptions, 'encryptionContext'>;
+}
+/** The object as the gateway lists it. */
+export interface StoredObject {
+  id: string;
+  owner: string;
+  keyArn: string;
+  size: number;
+  created: number;
+  fileName: string | null;
+  sharedWith: string[];
+}
+/**
+ * Encrypts `source` as it uploads it to a kms-envelope gateway: straight to S3 through presigned
+ * multipart URLs when the gateway keeps objects there, else through the gateway.
+ */
+export function uploadEncrypted(source: Blob | ReadableStream<Uint8Array>, keyring: Keyring, options: UploadOptions): Promise<StoredObject>;
+
 export interface EncryptorHandle {
   readonly messageHeader: MessageHeader;
   encryptedSize(plaintextSize: number): number;

@@ -14,7 +14,7 @@ raw=$(stat -c %s pkg/wasm/kms_envelope_bg.wasm)
 scripts/js/node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
   --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
   pkg/wasm/kms_envelope_bg.wasm -o pkg/wasm/kms_envelope_bg.wasm
-cp pkg-config/package.json pkg-config/README.md pkg-config/index.d.ts pkg-config/api.js \
+cp pkg-config/package.json pkg-config/README.md pkg-config/index.d.ts pkg-config/api.js pkg-config/upload.js \
   pkg-config/init-browser.js pkg-config/init-node.js pkg-config/pool-worker.js pkg/
 
 # Ship the snippets directory too (the EnvelopeError class lives there).

@@ -330,8 +330,9 @@ async function startUploads(files) {
     li.dataset.file = file.name;
     runJob({ type: 'upload', file, key: state.key, owner: state.user, objectId: crypto.randomUUID(), csrf: state.csrf }, view)
       .then((r) => {
-        view.finish(true, `Encrypted and uploaded · ${bytes(r.size)} · SHA-256 ${r.sha256}`);
+        view.finish(true, `Encrypted and uploaded${r.direct ? ' straight to S3' : ''} · ${bytes(r.size)} · SHA-256 ${r.sha256}`);
         li.dataset.sha256 = r.sha256;
+        li.dataset.direct = String(!!r.direct);
         li.dataset.object = r.object.id;
         li.dataset.timings = JSON.stringify(r.timings);
         loadFiles().catch(() => {});

@@ -4,14 +4,12 @@
 // (download and preview carry the listed object, owner included); out:
 // {type: 'progress'|'status'|'done'|'error', id, …}.
 import {
-  KmsRsaKeyring, encryptStream, decryptStream, encryptedSize, gatewayKmsDecrypt, decryptRange,
+  KmsRsaKeyring, decryptStream, gatewayKmsDecrypt, decryptRange, uploadEncrypted,
 } from 'kms-envelope';
 import { createSHA256 } from 'hash-wasm';
 import { b64decode } from './format.js';
 import { GatewayError, explain } from './errors.js';
 
-/** Bytes per PUT of a chunked upload (the gateway accepts up to 16 MiB). */
-const PART = 4 << 20;
 const jobs = new Map();
 
 const post = (msg, transfer) => self.postMessage(msg, transfer || []);
@@ -38,11 +36,13 @@ async function answer(res) {
   return body;
 }
 
-function api(method, url, csrf, signal, body) {
-  return fetch(url, {
-    method, body, signal, credentials: 'same-origin',
-    headers: { 'X-CSRF-Token': csrf, ...(body ? { 'Content-Type': 'application/octet-stream' } : {}) },
-  }).then(answer);
+/**
+ * Where to read a listed object's blob (with Range requests): a presigned S3
+ * URL (no credentials), or the gateway's own route (the session cookie).
+ */
+async function blobSource(object, signal) {
+  const where = await fetch(`${objectUrl(object).replace('?', '/url?')}`, { credentials: 'same-origin', signal }).then(answer);
+  return where.direct ? { url: where.url, credentials: 'omit' } : { url: where.url, credentials: 'same-origin' };
 }
 
 async function* chunks(stream, signal) {
@@ -71,35 +71,11 @@ async function sha256Of(file, signal, id) {
   return h.digest('hex');
 }
 
-/** One part, retried on network errors and 5xx/429; a part the server already has counts as sent. */
-async function putPart(uploadId, offset, body, csrf, signal) {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const res = await fetch(`/v1/uploads/${uploadId}?offset=${offset}`, {
-        method: 'PUT', body, signal, credentials: 'same-origin',
-        headers: { 'X-CSRF-Token': csrf, 'Content-Type': 'application/octet-stream' },
-      });
-      if (res.status === 409) {
-        const j = await res.json().catch(() => ({}));
-        if (j.received === offset + body.size) return;
-        throw new GatewayError(409, j.error, j.message);
-      }
-      if ((res.status >= 500 || res.status === 429) && attempt < 4) throw new Error(`retry ${res.status}`);
-      await answer(res);
-      return;
-    } catch (e) {
-      if (signal.aborted || e instanceof GatewayError || attempt >= 4) throw e;
-      await new Promise((r) => setTimeout(r, 250 * 2 ** attempt * (0.5 + Math.random())));
-    }
-  }
-}
-
 async function upload(m, signal) {
   const { id, file, key, owner, objectId, csrf } = m;
   const t0 = performance.now();
   const sha256 = await sha256Of(file, signal, id);
   const t1 = performance.now();
-  const encryptionContext = { owner, object: objectId, file: file.name, sha256 };
   const keyring = new KmsRsaKeyring({
     keyArn: key.keyArn,
     publicKey: b64decode(key.publicKey),
@@ -107,38 +83,23 @@ async function upload(m, signal) {
     publicKeyFingerprint: key.fingerprint,
     allowedKeyArns: [key.keyArn],
   });
-  const total = await encryptedSize(keyring, file.size, { encryptionContext });
-  const { uploadId } = await api('POST', '/v1/uploads', csrf, signal);
-  try {
-    const sealed = file.stream().pipeThrough(encryptStream(keyring, { encryptionContext }));
-    let parts = [];
-    let pending = 0;
-    let offset = 0;
-    let putMs = 0;
-    const flush = async () => {
-      // A Blob body: Chromium sends it several times faster than an array.
-      const body = new Blob(parts);
-      parts = [];
-      pending = 0;
-      const tp = performance.now();
-      await putPart(uploadId, offset, body, csrf, signal);
-      putMs += performance.now() - tp;
-      offset += body.size;
-      post({ type: 'progress', id, phase: 'uploading', done: offset, total });
-    };
-    for await (const c of chunks(sealed, signal)) {
-      parts.push(c);
-      pending += c.length;
-      if (pending >= PART) await flush();
-    }
-    if (pending) await flush();
-    if (offset !== total) throw new Error(`sent ${offset} bytes, expected ${total}`);
-    const object = await api('POST', `/v1/uploads/${uploadId}/complete`, csrf, signal);
-    return { object, sha256, size: file.size, timings: { hashMs: t1 - t0, sealAndSendMs: performance.now() - t1, putMs } };
-  } catch (e) {
-    fetch(`/v1/uploads/${uploadId}`, { method: 'DELETE', credentials: 'same-origin', headers: { 'X-CSRF-Token': csrf } }).catch(() => {});
-    throw e;
-  }
+  // Objects in S3: parts go straight there (the gateway issues the object id);
+  // otherwise through the gateway, under the id chosen here.
+  let direct = false;
+  const watching = async (url, init) => {
+    if (!url.startsWith('/')) direct = true;
+    return fetch(url, init);
+  };
+  const object = await uploadEncrypted(file, keyring, {
+    context: { owner, file: file.name, sha256 },
+    headers: { 'X-CSRF-Token': csrf },
+    credentials: 'same-origin',
+    signal,
+    fetch: watching,
+    onProgress: ({ sent, total }) => post({ type: 'progress', id, phase: 'uploading', done: sent, total }),
+    objectId,
+  }).catch((e) => { throw e.status ? new GatewayError(e.status, e.code, e.message) : e; });
+  return { object, sha256, size: file.size, direct, timings: { hashMs: t1 - t0, sealAndSendMs: performance.now() - t1 } };
 }
 
 /** The blob of a listed object: ids are unique per owner, so always name the owner. */
@@ -178,7 +139,7 @@ async function preview(m, signal, state) {
     return r;
   };
   const keyring = keyringFor(object, csrf, signal, id, state);
-  const source = { url: objectUrl(object), credentials: 'same-origin', fetch: counting };
+  const source = { ...(await blobSource(object, signal)), fetch: counting };
   const r = await decryptRange(keyring, source, 0, bytes, { encryptionContext: { owner: object.owner, object: object.id } });
   return { plaintext: r.plaintext, plaintextLength: r.plaintextLength, read, fileName: r.messageHeader.encryptionContext.file };
 }
@@ -186,7 +147,8 @@ async function preview(m, signal, state) {
 async function download(m, signal, state) {
   const { id, object, csrf, handle } = m;
   const t0 = performance.now();
-  const res = await fetch(objectUrl(object), { credentials: 'same-origin', signal });
+  const where = await blobSource(object, signal);
+  const res = await fetch(where.url, { credentials: where.credentials, signal });
   if (!res.ok) await answer(res);
   const total = Number(res.headers.get('content-length')) || object.size;
   const keyring = keyringFor(object, csrf, signal, id, state);
