@@ -98,7 +98,7 @@ async function* parts(stream, size, signal) {
   }
 }
 
-/** Presigned part URLs, asked for a few parts ahead. */
+/** Presigned part URLs, asked for up to 16 parts ahead (they stay valid for minutes). */
 function presigner(o, uploadId, maxParts) {
   const urls = new Map();
   const ask = async (numbers) => {
@@ -108,7 +108,7 @@ function presigner(o, uploadId, maxParts) {
   return {
     async url(n, fresh) {
       if (fresh || !urls.has(n)) {
-        const numbers = fresh ? [n] : Array.from({ length: Math.min(o.concurrency, maxParts - n + 1) }, (_, i) => n + i);
+        const numbers = fresh ? [n] : Array.from({ length: Math.min(16, maxParts - n + 1) }, (_, i) => n + i);
         await ask(numbers);
       }
       const u = urls.get(n);

@@ -16,38 +16,20 @@
 //
 //   node tests/e2e/run.mjs            (E2E_MIB=200 by default)
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import {
+  root, bin, mib, recorder, sha256File, writeRandom, demoGateway, launchBrowser, signIn as signInAt, measured, upload, download, preview,
+} from './lib.mjs';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const MIB = Number(process.env.E2E_MIB || 200);
-const bin = process.env.KMS_ENVELOPE_BIN || join(root, 'target/debug/kms-envelope');
 const shots = join(root, 'artifacts/e2e');
 mkdirSync(shots, { recursive: true });
 const work = mkdtempSync(join(tmpdir(), 'kms-envelope-e2e-'));
-const results = [];
-const record = (name, ok, detail = '') => {
-  results.push({ name, ok: !!ok });
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${name}${detail ? ` (${detail})` : ''}`);
-};
-const sha256File = (p) => new Promise((res, rej) => {
-  const h = createHash('sha256');
-  createReadStream(p).on('data', (c) => h.update(c)).on('end', () => res(h.digest('hex'))).on('error', rej);
-});
+const { record, finish } = recorder();
 
 // ---- the files -------------------------------------------------------------
-async function writeRandom(path, bytes) {
-  const out = createWriteStream(path);
-  for (let left = bytes; left > 0;) {
-    const n = Math.min(left, 1 << 20);
-    if (!out.write(randomBytes(n))) await new Promise((r) => out.once('drain', r));
-    left -= n;
-  }
-  await new Promise((r) => out.end(r));
-}
 const big = join(work, 'holiday-video.bin');
 await writeRandom(big, MIB << 20);
 const bigSha = await sha256File(big);
@@ -80,17 +62,8 @@ function blobFile(owner, id) {
   if (!pick) throw new Error(`no single stored blob for ${owner}/${id} under ${top} (${found.length} found)`);
   return pick.path;
 }
-const gw = spawn(bin, ['serve', '--demo', '--data-dir', data, '--web-dir', join(root, 'www/dist'), '--listen', '127.0.0.1:0'],
-  { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'warn' } });
-const gwErr = [];
-gw.stderr.on('data', (c) => gwErr.push(c));
-const banner = await new Promise((res, rej) => {
-  let out = '';
-  gw.stdout.on('data', (c) => { out += c; if (/user carol/.test(out)) res(out); });
-  gw.on('exit', (code) => rej(new Error(`gateway exited ${code}: ${Buffer.concat(gwErr)}`)));
-  setTimeout(() => rej(new Error(`gateway did not start: ${out}`)), 60000);
-});
-const url = /listening on (\S+)/.exec(banner)[1];
+const gateway = await demoGateway(data);
+const { proc: gw, banner, url, logins } = gateway;
 record('the gateway calls its embedded KMS in process, with no port of its own', /KMS embedded, in process/.test(banner), banner.split('\n')[0]);
 // Other tools reach the same keys through `local-kms`, signing with the credentials it generates.
 const kms = spawn(bin, ['local-kms', '--data-dir', data, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -101,100 +74,11 @@ const kmsUrl = await new Promise((res, rej) => {
   setTimeout(() => rej(new Error(`local-kms did not start: ${out}`)), 30000);
 });
 const kmsEnv = { ...process.env, AWS_SHARED_CREDENTIALS_FILE: join(data, 'kms', 'credentials') };
-const logins = Object.fromEntries([...banner.matchAll(/user (\w+)\s+token (\S+)/g)].map((m) => [m[1], m[2]]));
 record('gateway --demo started with demo logins', logins.alice && logins.bob, url);
 
 // ---- the browser -----------------------------------------------------------
-const { chromium } = await import(join(root, 'scripts/js/node_modules/playwright-core/index.mjs'));
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--enable-precise-memory-info'],
-});
-
-/** Resident memory of Chromium's renderer processes (pages and their workers), in bytes. */
-function rendererRss() {
-  let total = 0;
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      if (!cmd.includes('chromium') || !cmd.includes('--type=renderer')) continue;
-      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      if (m) total += Number(m[1]) * 1024;
-    } catch { /* gone */ }
-  }
-  return total;
-}
-
-async function signIn(user) {
-  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1200, height: 900 } });
-  const page = await context.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(String(e)));
-  // HTTP refusals the page handles (401 before sign-in, 403/404 for bob) are logged by Chromium; not errors.
-  page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) errors.push(m.text()); });
-  await page.goto(url);
-  await page.waitForSelector('#view-login:not([hidden])');
-  await page.fill('#login-user', user);
-  await page.fill('#login-token', logins[user]);
-  await page.click('#login-submit');
-  await page.waitForSelector('#view-files:not([hidden])');
-  await page.waitForFunction(() => document.getElementById('key-fingerprint').textContent.length === 64
-    && document.getElementById('key-pin').textContent.length > 0);
-  return { context, page, errors };
-}
-
-/** Samples memory while `work` runs: peak main-thread JS heap and renderer RSS. */
-async function measured(page, work) {
-  const base = rendererRss();
-  let heap = 0;
-  let rss = 0;
-  let running = true;
-  const sampler = (async () => {
-    while (running) {
-      heap = Math.max(heap, await page.evaluate(() => performance.memory.usedJSHeapSize).catch(() => 0));
-      rss = Math.max(rss, rendererRss());
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  })();
-  const t0 = Date.now();
-  try {
-    return { value: await work(), heap, rss, base, seconds: (Date.now() - t0) / 1000 };
-  } finally {
-    running = false;
-    await sampler;
-  }
-}
-const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
-
-async function upload(page, path) {
-  const name = path.split('/').pop();
-  await page.evaluate(() => { location.hash = '#/files'; });
-  await page.waitForSelector('#view-files:not([hidden])');
-  await page.setInputFiles('#file-input', path);
-  const li = page.locator(`#transfers li[data-file="${name}"]`);
-  await li.locator('.transfer[data-state="done"], .transfer[data-state="failed"]').waitFor({ timeout: 15 * 60000 });
-  const ok = (await li.locator('.transfer').getAttribute('data-state')) === 'done';
-  return { ok, timings: await li.getAttribute('data-timings'), status: await li.locator('.status').textContent(), sha256: await li.getAttribute('data-sha256'), object: await li.getAttribute('data-object') };
-}
-
-async function download(page, objectId, saveAs) {
-  await page.evaluate(() => { location.hash = '#/files'; });
-  await page.waitForSelector(`#files tr[data-object="${objectId}"]`);
-  await page.selectOption('#save-mode', 'download');
-  const row = page.locator(`#files tr[data-object="${objectId}"]`);
-  let saving = null;
-  const onDownload = (d) => { saving = d.saveAs(saveAs); };
-  page.on('download', onDownload);
-  await row.locator('button.download').click();
-  await page.waitForSelector('#dl-progress[data-state="done"], #dl-progress[data-state="failed"]', { timeout: 15 * 60000 });
-  const state = await page.getAttribute('#dl-progress', 'data-state');
-  for (let i = 0; state === 'done' && !saving && i < 40; i++) await new Promise((r) => setTimeout(r, 250));
-  page.off('download', onDownload);
-  const saved = saving ? (await saving, saveAs) : null;
-  const status = await page.locator('#dl-progress .status').textContent();
-  return { state, status, saved, verdict: await page.textContent('#dl-verdict'), actual: await page.textContent('#dl-actual') };
-}
+const browser = await launchBrowser();
+const signIn = (user) => signInAt(browser, gateway, user);
 
 try {
   // ---- alice: sign in, upload the big file ----------------------------------
@@ -300,18 +184,6 @@ try {
   }
 
   // ---- preview: the first 64 KiB from the frames that hold them ------------------
-  async function preview(page, objectId) {
-    await page.evaluate(() => { location.hash = '#/files'; });
-    await page.waitForSelector(`#files tr[data-object="${objectId}"]`);
-    await page.locator(`#files tr[data-object="${objectId}"] button.preview`).click();
-    await page.waitForSelector('#dl-progress[data-state="done"], #dl-progress[data-state="failed"]');
-    return {
-      state: await page.getAttribute('#dl-progress', 'data-state'),
-      read: Number(await page.getAttribute('#dl-progress', 'data-read')),
-      text: await page.locator('#dl-progress .preview pre').textContent().catch(() => ''),
-      status: await page.locator('#dl-progress .status').textContent(),
-    };
-  }
   const pv = await preview(alice.page, up.value.object);
   record(`a preview of the ${MIB} MiB file downloads only its header and first frames`, pv.state === 'done' && pv.read > 0 && pv.read < 200 * 1024,
     `${pv.read} bytes read; ${pv.status}`);
@@ -450,8 +322,4 @@ try {
   rmSync(work, { recursive: true, force: true });
 }
 
-const passed = results.filter((r) => r.ok).length;
-const failed = results.length - passed;
-console.log(`screenshots: ${shots}`);
-console.log(`test result: ${failed ? 'FAILED' : 'ok'}. ${passed} passed; ${failed} failed`);
-process.exit(failed ? 1 : 0);
+finish(`screenshots: ${shots}`);

@@ -22,6 +22,7 @@ does not check signatures). It is steered at PROXY_URL/__faults:
 import argparse
 import http.client
 import json
+import os
 import socket
 import sys
 import threading
@@ -155,6 +156,9 @@ def main():
     s.add_argument("--port", type=int, default=0)
     a = p.parse_args()
 
+    # Keep objects and parts in memory: by default moto spools anything over
+    # 5 MiB to a temporary file, which makes it the slowest part of a test.
+    os.environ.setdefault("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", str(1 << 30))
     patch_moto()
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
     import boto3

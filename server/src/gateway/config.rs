@@ -29,7 +29,7 @@
 //! # s3_endpoint = "http://127.0.0.1:9000"   # an S3-compatible endpoint (emulators)
 //! # s3_region = "eu-west-1"         # default: the standard region chain
 //! # s3_path_style = true            # endpoint/bucket/key addressing
-//! # part_bytes = 8388608            # direct uploads: size of every part but the last (5 MiB to 5 GiB)
+//! # part_bytes = 16777216           # direct uploads: size of every part but the last (5 MiB to 5 GiB)
 //! # presign_seconds = 300           # lifetime of presigned part and download URLs
 //! # upload_idle_seconds = 600       # a direct upload with no activity this long is aborted
 //! # sweep_seconds = 60              # how often expired and unknown multipart uploads are aborted
@@ -215,7 +215,7 @@ fn default_auth_burst() -> u32 {
     10
 }
 fn default_part_bytes() -> u64 {
-    8 << 20
+    16 << 20
 }
 fn default_presign() -> u64 {
     300

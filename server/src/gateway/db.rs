@@ -24,13 +24,13 @@ pub struct Object {
 }
 
 /// A direct upload in progress: the object id it was issued, and the
-/// store's multipart upload id once the store has started it.
+/// store's multipart upload id.
 #[derive(Debug, Clone)]
 pub struct Upload {
     pub id: String,
     pub owner: String,
     pub object_id: String,
-    pub store_upload_id: Option<String>,
+    pub store_upload_id: String,
     pub part_bytes: u64,
     pub created: f64,
     pub touched: f64,
@@ -51,7 +51,7 @@ const SCHEMA: &str = "
 /// gateway knows them and none is left behind in the object store.
 const V2: &str = "
     CREATE TABLE uploads (id TEXT PRIMARY KEY, owner TEXT NOT NULL, object_id TEXT NOT NULL,
-        store_upload_id TEXT, part_bytes INTEGER NOT NULL, created REAL NOT NULL, touched REAL NOT NULL,
+        store_upload_id TEXT NOT NULL, part_bytes INTEGER NOT NULL, created REAL NOT NULL, touched REAL NOT NULL,
         UNIQUE (owner, object_id));
     PRAGMA user_version = 2;";
 
@@ -214,18 +214,12 @@ fn upload_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Upload> {
 const UPLOAD_COLUMNS: &str = "id, owner, object_id, store_upload_id, part_bytes, created, touched";
 
 impl Db {
-    /// Records a direct upload before the store starts it (so that the
-    /// sweep never takes a starting upload for an orphan).
+    /// Records a direct upload the store has started.
     pub fn insert_upload(&self, u: &Upload) -> rusqlite::Result<()> {
         self.conn().execute(
             "INSERT INTO uploads (id, owner, object_id, store_upload_id, part_bytes, created, touched) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![u.id, u.owner, u.object_id, u.store_upload_id, u.part_bytes as i64, u.created, u.touched],
         )?;
-        Ok(())
-    }
-
-    pub fn set_store_upload(&self, id: &str, store_upload_id: &str) -> rusqlite::Result<()> {
-        self.conn().execute("UPDATE uploads SET store_upload_id = ?2 WHERE id = ?1", [id, store_upload_id])?;
         Ok(())
     }
 
@@ -330,7 +324,7 @@ mod tests {
     }
 
     fn upload(id: &str, owner: &str, object: &str) -> Upload {
-        Upload { id: id.into(), owner: owner.into(), object_id: object.into(), store_upload_id: None, part_bytes: 8 << 20, created: 1.0, touched: 1.0 }
+        Upload { id: id.into(), owner: owner.into(), object_id: object.into(), store_upload_id: format!("s3-{id}"), part_bytes: 8 << 20, created: 1.0, touched: 1.0 }
     }
 
     #[test]
@@ -339,8 +333,7 @@ mod tests {
         let db = Db::open(&d.path().join("g.sqlite3")).unwrap();
         db.insert_upload(&upload("u1", "alice", "o1")).unwrap();
         assert!(db.insert_upload(&upload("u2", "alice", "o1")).is_err(), "one upload per object id");
-        db.set_store_upload("u1", "s3-id").unwrap();
-        assert_eq!(db.upload("u1").unwrap().store_upload_id.as_deref(), Some("s3-id"));
+        assert_eq!(db.upload("u1").unwrap().store_upload_id, "s3-u1");
         assert_eq!(db.count_uploads("alice"), (1, 1));
         assert_eq!(db.count_uploads("bob"), (0, 1));
         assert!(db.finish_upload("u1", &object("alice", "o1")).unwrap());

@@ -1,9 +1,9 @@
 //! Direct uploads, for objects kept in S3: the browser PUTs encrypted parts
 //! to presigned multipart URLs and the gateway never carries a file byte.
 //!
-//! `POST /v1/uploads` records the upload (so that every gateway knows it
-//! and the sweep never mistakes it for an orphan), starts the multipart
-//! upload and issues the object id the encryption context must carry.
+//! `POST /v1/uploads` starts the multipart upload, records it (so that
+//! every gateway knows it) and issues the object id the encryption context
+//! must carry.
 //! `POST /v1/uploads/{id}/parts` presigns the next parts. `complete` checks
 //! the parts against what the store holds, assembles them, reads the
 //! header back and applies exactly the checks of an upload through the
@@ -34,6 +34,8 @@ type Shared = std::sync::Arc<Gateway>;
 
 /// Parts presigned by one request.
 const PARTS_PER_REQUEST: usize = 16;
+/// Seconds between two records of an upload's activity.
+const TOUCH_EVERY: f64 = 5.0;
 /// The first read of a header; a longer one is read again whole.
 const FIRST_READ: u64 = 64 << 10;
 
@@ -60,10 +62,19 @@ impl Gateway {
         now - u.touched > self.config.upload_idle_seconds as f64
     }
 
+    /// Marks an upload active (at most every few seconds: a write per
+    /// request would cost more than expiry needs).
+    fn touch(&self, u: &Upload, now: f64) -> Result<(), ApiError> {
+        if now - u.touched >= TOUCH_EVERY {
+            self.db.touch_upload(&u.id, now).map_err(storage_db)?;
+        }
+        Ok(())
+    }
+
     /// The caller's live upload `id` (anyone else's is answered as missing).
     fn live_upload(&self, id: &str, who: &str) -> Result<Upload, ApiError> {
         let u = self.db.upload(id).filter(|u| u.owner == who).ok_or_else(no_upload)?;
-        if self.upload_expired(&u, crate::localkms::now()) || u.store_upload_id.is_none() {
+        if self.upload_expired(&u, crate::localkms::now()) {
             return Err(no_upload());
         }
         Ok(u)
@@ -81,23 +92,13 @@ pub async fn start(gw: &Gateway, who: &str) -> Result<Response, ApiError> {
         };
         return Err(retry_after(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_UPLOADS", m, std::time::Duration::from_secs(5)));
     }
+    let object_id = uuid::Uuid::new_v4().to_string();
+    let store_upload_id = gw.store.start_multipart(who, &object_id).await.map_err(|f| api_error(&f))?;
     let now = crate::localkms::now();
-    let u = Upload {
-        id: uuid::Uuid::new_v4().to_string(),
-        owner: who.to_owned(),
-        object_id: uuid::Uuid::new_v4().to_string(),
-        store_upload_id: None,
-        part_bytes: gw.config.part_bytes,
-        created: now,
-        touched: now,
-    };
-    gw.db.insert_upload(&u).map_err(storage_db)?;
-    match gw.store.start_multipart(who, &u.object_id).await {
-        Ok(s) => gw.db.set_store_upload(&u.id, &s).map_err(storage_db)?,
-        Err(f) => {
-            let _ = gw.db.delete_upload(&u.id);
-            return Err(api_error(&f));
-        }
+    let u = Upload { id: uuid::Uuid::new_v4().to_string(), owner: who.to_owned(), object_id, store_upload_id, part_bytes: gw.config.part_bytes, created: now, touched: now };
+    if let Err(e) = gw.db.insert_upload(&u) {
+        let _ = gw.store.abort_multipart(&gw.store.key(who, &u.object_id), &u.store_upload_id).await;
+        return Err(storage_db(e));
     }
     tracing::info!(upload = %u.id, owner = %who, object = %u.object_id, "direct upload started");
     let body = json!({
@@ -126,9 +127,9 @@ pub async fn parts(State(gw): State<Shared>, Extension(peer): Extension<Peer>, m
     }
     let u = gw.live_upload(&id, &who)?;
     let now = crate::localkms::now();
-    gw.db.touch_upload(&u.id, now).map_err(storage_db)?;
+    gw.touch(&u, now)?;
     let lifetime = gw.presign_lifetime();
-    let store_id = u.store_upload_id.as_deref().unwrap_or_default();
+    let store_id = u.store_upload_id.as_str();
     let mut urls = Vec::with_capacity(r.part_numbers.len());
     for n in &r.part_numbers {
         let url = gw.store.presign_part(&u.owner, &u.object_id, store_id, *n, lifetime).await.map_err(|f| api_error(&f))?;
@@ -202,8 +203,8 @@ pub async fn complete(gw: &Gateway, who: &str, id: &str, headers: &HeaderMap, re
     let body = read_body(headers, req.into_body(), JSON_MAX).await?;
     let named: CompleteRequest = parse_json(&body).map_err(|r| err(StatusCode::BAD_REQUEST, r.code, r.reason))?;
     let u = gw.live_upload(id, who)?;
-    gw.db.touch_upload(&u.id, crate::localkms::now()).map_err(storage_db)?;
-    let store_id = u.store_upload_id.clone().unwrap_or_default();
+    gw.touch(&u, crate::localkms::now())?;
+    let store_id = u.store_upload_id.clone();
     let held = gw.store.list_parts(&u.owner, &u.object_id, &store_id).await.map_err(|f| api_error(&f))?;
     check_parts(gw, &u, &named, &held)?;
     let parts: Vec<(i32, String)> = named.parts.iter().map(|p| (p.part_number, p.etag.clone())).collect();
@@ -247,9 +248,7 @@ async fn discard(gw: &Gateway, u: &Upload) {
 /// freed), then forgets it. An unavailable store leaves it to be cancelled again.
 pub async fn cancel(gw: &Gateway, who: &str, id: &str) -> Result<Response, ApiError> {
     let u = gw.db.upload(id).filter(|u| u.owner == who).ok_or_else(no_upload)?;
-    if let Some(s) = &u.store_upload_id {
-        gw.store.abort_multipart(&gw.store.key(&u.owner, &u.object_id), s).await.map_err(|f| api_error(&f))?;
-    }
+    gw.store.abort_multipart(&gw.store.key(&u.owner, &u.object_id), &u.store_upload_id).await.map_err(|f| api_error(&f))?;
     if gw.db.delete_upload(&u.id).map_err(storage_db)? {
         // A completion racing this cancel may have assembled the blob: no row, no object.
         if !gw.db.exists(&u.owner, &u.object_id) {

@@ -6,8 +6,8 @@
 //!   one that never became an object, and its row removed.
 //! - A multipart upload in the store under the gateway's prefix that the
 //!   database does not know (a gateway stopped between starting it and
-//!   recording it, or anything else) is aborted. One whose key belongs to
-//!   an upload still being started (no store id recorded yet) is left.
+//!   recording it, or anything else) is aborted once it is older than
+//!   `upload_idle_seconds` (a younger one may be being recorded now).
 //! - Chunked uploads through the gateway that went idle are dropped.
 //!
 //! A store that does not answer leaves everything for the next round.
@@ -30,11 +30,9 @@ pub async fn run(gw: &Gateway) -> Swept {
     let now = crate::localkms::now();
     for u in gw.db.uploads().into_iter().filter(|u| gw.upload_expired(u, now)) {
         let key = gw.store.key(&u.owner, &u.object_id);
-        if let Some(s) = &u.store_upload_id {
-            if let Err(f) = gw.store.abort_multipart(&key, s).await {
-                tracing::warn!(upload = %u.id, error = %f.detail, "cannot abort an expired upload yet");
-                continue;
-            }
+        if let Err(f) = gw.store.abort_multipart(&key, &u.store_upload_id).await {
+            tracing::warn!(upload = %u.id, error = %f.detail, "cannot abort an expired upload yet");
+            continue;
         }
         if !gw.db.exists(&u.owner, &u.object_id) && gw.store.delete(&u.owner, &u.object_id).await.is_err() {
             continue;
@@ -54,11 +52,11 @@ pub async fn run(gw: &Gateway) -> Swept {
             return swept;
         }
     };
-    // Read after the listing: an upload started meanwhile is in here.
+    // Read after the listing: an upload recorded meanwhile is in here.
     let uploads = gw.db.uploads();
-    let known: HashSet<&str> = uploads.iter().filter_map(|u| u.store_upload_id.as_deref()).collect();
-    let starting: HashSet<String> = uploads.iter().filter(|u| u.store_upload_id.is_none()).map(|u| gw.store.key(&u.owner, &u.object_id)).collect();
-    for p in pending.iter().filter(|p| !known.contains(p.upload_id.as_str()) && !starting.contains(&p.key)) {
+    let known: HashSet<&str> = uploads.iter().map(|u| u.store_upload_id.as_str()).collect();
+    let young = |p: &super::storage::Pending| p.initiated.is_some_and(|t| now - t < gw.config.upload_idle_seconds as f64);
+    for p in pending.iter().filter(|p| !known.contains(p.upload_id.as_str()) && !young(p)) {
         match gw.store.abort_multipart(&p.key, &p.upload_id).await {
             Ok(()) => {
                 tracing::warn!(key = %p.key, initiated = ?p.initiated, "aborted a multipart upload the gateway does not know");
