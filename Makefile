@@ -1,7 +1,7 @@
 # kms-envelope — the commands a new user runs (see README.md).
 SHELL := /bin/bash
 
-.PHONY: test demo setup build clean pkg bench fuzz audit
+.PHONY: test demo demo-s3 setup build clean pkg bench fuzz audit
 
 ## make test: install what the tests need, then run every test.
 test: setup
@@ -14,6 +14,15 @@ demo:
 	scripts/www.sh
 	cargo build --release -p kms-envelope-server
 	scripts/demo.sh
+
+## make demo-s3: the same demo with objects in S3 (moto's S3 server on 127.0.0.1): browsers
+## upload and download straight to and from the bucket through presigned URLs.
+demo-s3:
+	scripts/setup.sh wasm jstools python
+	scripts/pkg.sh
+	scripts/www.sh
+	cargo build --release -p kms-envelope-server
+	DEMO_STORAGE=s3 scripts/demo.sh
 
 ## make setup: install toolchains, Chromium, the Python and Node SDK peers (idempotent).
 setup:
