@@ -162,6 +162,25 @@ export async function upload(page, path) {
   };
 }
 
+/**
+ * Starts uploading `copy` (a name of its own) through the form and cancels it once the page shows
+ * it encrypting and over 5% sent: what the page then says.
+ */
+export async function cancelHalfway(page, copy) {
+  const name = copy.split('/').pop();
+  await page.evaluate(() => { location.hash = '#/files'; });
+  await page.setInputFiles('#file-input', copy);
+  const li = page.locator(`#transfers li[data-file="${name}"]`);
+  await page.waitForFunction((n) => {
+    const p = document.querySelector(`#transfers li[data-file="${n}"] progress`);
+    const s = document.querySelector(`#transfers li[data-file="${n}"] .status`);
+    return p && s && s.textContent.startsWith('Encrypting') && p.value > 0.05;
+  }, name, { timeout: 120000 });
+  await li.locator('button.cancel').click();
+  await li.locator('.transfer[data-state="failed"]').waitFor({ timeout: 60000 });
+  return li.locator('.status').textContent();
+}
+
 /** Downloads a listed object through the page, saved as `saveAs`. */
 export async function download(page, objectId, saveAs) {
   await page.evaluate(() => { location.hash = '#/files'; });

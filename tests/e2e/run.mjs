@@ -20,7 +20,7 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  root, bin, mib, recorder, sha256File, writeRandom, demoGateway, launchBrowser, signIn as signInAt, measured, upload, download, preview,
+  root, bin, mib, recorder, sha256File, writeRandom, demoGateway, launchBrowser, signIn as signInAt, measured, upload, download, preview, cancelHalfway,
 } from './lib.mjs';
 
 const MIB = Number(process.env.E2E_MIB || 200);
@@ -162,17 +162,7 @@ try {
   {
     const copy = join(work, 'cancel-me.bin');
     symlinkSync(big, copy);
-    await alice.page.evaluate(() => { location.hash = '#/files'; });
-    await alice.page.setInputFiles('#file-input', copy);
-    const li = alice.page.locator('#transfers li[data-file="cancel-me.bin"]');
-    await alice.page.waitForFunction(() => {
-      const p = document.querySelector('#transfers li[data-file="cancel-me.bin"] progress');
-      const s = document.querySelector('#transfers li[data-file="cancel-me.bin"] .status');
-      return p && s && s.textContent.startsWith('Encrypting') && p.value > 0.05;
-    }, null, { timeout: 120000 });
-    await li.locator('button.cancel').click();
-    await li.locator('.transfer[data-state="failed"]').waitFor({ timeout: 60000 });
-    const said = await li.locator('.status').textContent();
+    const said = await cancelHalfway(alice.page, copy);
     let leftovers = -1;
     for (let i = 0; i < 40 && leftovers !== 0; i++) {
       await new Promise((r) => setTimeout(r, 250));

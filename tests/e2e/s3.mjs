@@ -20,7 +20,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  root, mib, recorder, sha256File, writeRandom, started, demoGateway, launchBrowser, signIn, measured, upload, download, preview,
+  root, mib, recorder, sha256File, writeRandom, started, demoGateway, launchBrowser, signIn, measured, upload, download, preview, cancelHalfway,
   cpuSeconds, ioBytes,
 } from './lib.mjs';
 
@@ -127,6 +127,7 @@ try {
     const alice = await signIn(browser, gateways.faulty, 'alice');
     const small = join(work, 'retried.bin');
     await writeRandom(small, 40 << 20);
+    symlinkSync(small, small.replace('retried', 'during-outage'));
     await faults({ failPartPuts: 1, status: 503 });
     const up = await upload(alice.page, small);
     const after = await faults({});
@@ -135,7 +136,19 @@ try {
     record('S3: a part PUT answered 503 is retried by the page, and the upload completes', up.ok && after.failedPuts === 1 && after.partPuts === 4,
       `${after.partPuts} part PUTs, ${after.failedPuts} failed; ${up.status?.slice(0, 50)}`);
     record('S3: …and the file comes back whole', down.state === 'done' && (await sha256File(back)) === (await sha256File(small)));
-    record('S3: no page errors on the retried upload', alice.errors.length === 0, alice.errors.join('; ').slice(0, 300));
+    // S3 down: a download fails with a clear message and saves nothing; an upload is refused
+    // by the gateway (503) and leaves nothing; both work again once S3 is back.
+    await faults({ down: true });
+    const lost = join(work, 'outage.out');
+    const offDown = await download(alice.page, up.object, lost);
+    record('S3 down: a download fails, says so, and saves nothing', offDown.state === 'failed' && !offDown.saved && !existsSync(lost), offDown.status);
+    const offUp = await upload(alice.page, small.replace('retried', 'during-outage'));
+    record('S3 down: an upload is refused with a clear message', !offUp.ok && /STORAGE_UNAVAILABLE|unavailable/i.test(offUp.status || ''), offUp.status);
+    await faults({ down: false });
+    const again = await download(alice.page, up.object, join(work, 'after-outage.out'));
+    record('S3 back: the same download succeeds', again.state === 'done' && again.saved, again.status);
+    const pageErrors = alice.errors.filter((e) => !/Failed to fetch|ERR_|net::/.test(e));
+    record('S3: no page errors on the retried upload and the outage', pageErrors.length === 0, pageErrors.join('; ').slice(0, 300));
     await alice.context.close();
   }
 
@@ -144,15 +157,7 @@ try {
     const alice = await signIn(browser, gateways.s3, 'alice');
     const copy = join(work, 'cancel-me.bin');
     symlinkSync(big, copy);
-    await alice.page.setInputFiles('#file-input', copy);
-    const li = alice.page.locator('#transfers li[data-file="cancel-me.bin"]');
-    await alice.page.waitForFunction(() => {
-      const p = document.querySelector('#transfers li[data-file="cancel-me.bin"] progress');
-      const s = document.querySelector('#transfers li[data-file="cancel-me.bin"] .status');
-      return p && s && s.textContent.startsWith('Encrypting') && p.value > 0.05;
-    }, null, { timeout: 120000 });
-    await li.locator('button.cancel').click();
-    await li.locator('.transfer[data-state="failed"]').waitFor({ timeout: 60000 });
+    const said = await cancelHalfway(alice.page, copy);
     let uploads = -1;
     for (let i = 0; i < 40 && uploads !== 0; i++) {
       await new Promise((r) => setTimeout(r, 250));
@@ -160,8 +165,9 @@ try {
     }
     const objects = count(await bucket('list-type=2'), 'Contents');
     const listed = await alice.page.evaluate(async () => (await (await fetch('/v1/objects')).json()).objects.length);
-    record('S3: a cancelled upload leaves no multipart upload and no object in the bucket', uploads === 0 && objects === ROUNDS + 1 && listed === ROUNDS,
-      `${uploads} multipart uploads, ${objects} objects in the bucket, ${listed} listed`);
+    record('S3: a cancelled upload leaves no multipart upload and no object in the bucket',
+      /Cancelled/.test(said) && uploads === 0 && objects === ROUNDS + 1 && listed === ROUNDS,
+      `${said}; ${uploads} multipart uploads, ${objects} objects in the bucket, ${listed} listed`);
   }
 } catch (e) {
   record('the S3 end-to-end run completed', false, e.stack);

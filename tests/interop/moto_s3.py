@@ -26,7 +26,9 @@ import os
 import socket
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from quiet_http import QuietHandler
 
 
 # moto 5.2.5 names the XML root of the S3 answers its generic serializer
@@ -76,23 +78,7 @@ class Faults:
 
 
 def proxy_handler(upstream_port, faults):
-    class Proxy(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def body(self):
-            n = int(self.headers.get("Content-Length") or 0)
-            return self.rfile.read(n) if n else b""
-
-        def answer(self, status, body=b"", headers=()):
-            self.send_response(status)
-            for k, v in headers:
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    class Proxy(QuietHandler):
 
         def control(self):
             if self.command == "POST":
@@ -103,7 +89,7 @@ def proxy_handler(upstream_port, faults):
                         faults.status = int(req.get("status", 503))
                     if "down" in req:
                         faults.down = bool(req["down"])
-            self.answer(200, json.dumps(faults.state()).encode(), [("Content-Type", "application/json")])
+            self.reply(200, json.dumps(faults.state()).encode(), [("Content-Type", "application/json")])
 
         def forward(self):
             if self.path.startswith("/__faults"):
@@ -130,7 +116,7 @@ def proxy_handler(upstream_port, faults):
                     fail = None
             if fail:
                 msg = b"<Error><Code>ServiceUnavailable</Code><Message>injected fault</Message></Error>"
-                return self.answer(fail, msg, [("Content-Type", "application/xml")])
+                return self.reply(fail, msg, [("Content-Type", "application/xml")])
             conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive", "transfer-encoding")}
             conn.request(self.command, self.path, body=body, headers=headers)
@@ -139,7 +125,7 @@ def proxy_handler(upstream_port, faults):
             with faults.lock:
                 faults.bytes_out += len(data)
             hop = ("connection", "keep-alive", "transfer-encoding", "content-length")
-            self.answer(r.status, data if self.command != "HEAD" else b"", [(k, v) for k, v in r.getheaders() if k.lower() not in hop])
+            self.reply(r.status, data if self.command != "HEAD" else b"", [(k, v) for k, v in r.getheaders() if k.lower() not in hop])
             conn.close()
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = forward

@@ -23,6 +23,7 @@ function fromGateway(status, error, message = '') {
   if (error === 'KMS_UNAVAILABLE') return 'KMS cannot be reached right now. Try again in a moment.';
   if (error === 'KEY_DISABLED') return 'The encryption key of this file is disabled in KMS. Ask an administrator to enable it.';
   if (error === 'KEY_UNAVAILABLE' || error === 'KEY_NOT_FOUND') return 'The encryption key of this file is scheduled for deletion or gone. Ask an administrator.';
+  if (error === 'STORAGE_UNAVAILABLE') return 'File storage is unavailable right now. Nothing was lost: try again in a moment.';
   if (error === 'TLS_REQUIRED') return 'Data keys are only served over HTTPS. Use the https:// address of this site.';
   if (error === 'TOO_LARGE') return `The file is larger than this server accepts. ${message}`;
   if (error === 'CONFLICT') return 'A file with this id already exists. Try again.';
@@ -44,6 +45,7 @@ export function explain(e, lastGateway) {
     if (m) return fromGateway(Number(m[1]), m[2].replace(/:$/, ''));
     return 'The key service could not be reached. Check your connection and try again.';
   }
+  if (code === 'STORAGE_UNREACHABLE') return 'File storage could not be reached (network or storage unavailable). Nothing was saved: try again in a moment.';
   if (code === 'TRUNCATED') return 'The file is truncated: the stored copy is incomplete or damaged. Nothing was saved.';
   if (code === 'HASH_MISMATCH') return 'The file does not match the SHA-256 recorded at upload. Nothing was saved.';
   if (TAMPERED.has(code)) return 'The file has been tampered with or damaged: it failed authentication. Nothing was saved.';

@@ -148,7 +148,10 @@ async function download(m, signal, state) {
   const { id, object, csrf, handle } = m;
   const t0 = performance.now();
   const where = await blobSource(object, signal);
-  const res = await fetch(where.url, { credentials: where.credentials, signal });
+  const res = await fetch(where.url, { credentials: where.credentials, signal }).catch((e) => {
+    if (signal.aborted) throw e;
+    throw Object.assign(new Error(`the file could not be fetched: ${e.message}`), { code: 'STORAGE_UNREACHABLE' });
+  });
   if (!res.ok) await answer(res);
   const total = Number(res.headers.get('content-length')) || object.size;
   const keyring = keyringFor(object, csrf, signal, id, state);
