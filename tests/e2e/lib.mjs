@@ -60,9 +60,10 @@ export function started(cmd, args, { env = process.env, ready, ms = 60000 }) {
   });
 }
 
-/** `serve --demo` with the web app and `extra` arguments: `{ proc, banner, url, logins }`. */
-export async function demoGateway(data, { listen = '127.0.0.1:0', extra = [], env = {} } = {}) {
-  const { proc, out } = await started(bin, ['serve', '--demo', '--data-dir', data, '--web-dir', join(root, 'www/dist'), '--listen', listen, ...extra],
+/** `serve --demo` (with the web app unless `web: false`) and `extra` arguments: `{ proc, banner, url, logins }`. */
+export async function demoGateway(data, { listen = '127.0.0.1:0', extra = [], env = {}, web = true } = {}) {
+  const site = web ? ['--web-dir', join(root, 'www/dist')] : [];
+  const { proc, out } = await started(bin, ['serve', '--demo', '--data-dir', data, ...site, '--listen', listen, ...extra],
     { env: { ...process.env, RUST_LOG: 'warn', ...env }, ready: /user carol/ });
   const url = /listening on (\S+)/.exec(out)[1];
   const logins = Object.fromEntries([...out.matchAll(/user (\w+)\s+token (\S+)/g)].map((m) => [m[1], m[2]]));

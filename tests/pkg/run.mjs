@@ -2,7 +2,9 @@
 // installed into a scratch app; used from Node 20; bundled with Vite into a
 // page that headless Chromium (Debian's, through playwright-core) runs; the
 // messages made in Node and in the browser decrypted by the official Python
-// SDK (AWS KMS RSA keyring and raw RSA). Run by `make test` after `make pkg`.
+// SDK (AWS KMS RSA keyring and raw RSA); `uploadEncrypted` from Node against
+// the real gateway, on S3 (moto) and on its local directory. Run by `make
+// test` after `make pkg`.
 //
 //   node tests/pkg/run.mjs
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -11,6 +13,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, cpSync, mkdirSync, ex
 import { tmpdir } from 'node:os';
 import { join, dirname, extname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { started, demoGateway } from '../e2e/lib.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const keys = join(root, 'tests/vectors/keys');
@@ -98,6 +101,27 @@ else {
     const ok = res[i].ok && Buffer.compare(readFileSync(j.output), plaintext(sizes[j.name])) === 0;
     record(`python decrypts the ${j.name} message`, ok, res[i].ok ? '' : res[i].error);
   });
+}
+
+// 5. uploadEncrypted from Node against the real gateway: objects in S3 (moto) and in the local directory.
+{
+  const moto = await started(join(root, '.venv/bin/python'), [join(root, 'tests/interop/moto_s3.py'), 'serve', '--bucket', 'kms-envelope-pkg'], { ready: /^ready /m });
+  const motoUrl = /^ready (\S+)/m.exec(moto.out)[1];
+  const s3 = await demoGateway(join(scratch, 'gw-s3'), {
+    web: false, env: { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing' },
+    extra: ['--s3-bucket', 'kms-envelope-pkg', '--s3-endpoint', motoUrl, '--s3-path-style'],
+  });
+  const local = await demoGateway(join(scratch, 'gw-local'), { web: false });
+  try {
+    const arg = JSON.stringify({ s3: { url: s3.url, alice: s3.logins.alice }, local: { url: local.url, alice: local.logins.alice } });
+    cpSync(join(root, 'tests/pkg/node-upload.mjs'), join(scratch, 'node-upload.mjs'));
+    const up = spawnSync('node', ['node-upload.mjs', arg], { cwd: scratch, encoding: 'utf8' });
+    if (up.status !== 0) record('node uploadEncrypted test ran', false, up.stderr.slice(0, 2000));
+    else for (const c of JSON.parse(up.stdout.trim().split('\n').pop()).checks) record(`node: ${c.name}`, c.ok, c.ok ? '' : c.detail);
+  } finally {
+    for (const p of [s3.proc, local.proc]) p.kill('SIGTERM');
+    moto.proc.stdin.end();
+  }
 }
 
 rmSync(scratch, { recursive: true, force: true });
