@@ -186,7 +186,7 @@ export function gatewayKmsDecrypt(url, options) { return wasm.gatewayKmsDecrypt(
  * straight to S3 through presigned multipart URLs when the gateway keeps objects there (several
  * parts in flight, failed parts retried from the ciphertext held, never re-encrypted), else
  * through the gateway. Options: `gateway` (base URL, default same origin), `context` (`owner`
- * required), `headers`, `credentials`, `concurrency` (default 4), `retries`, `onProgress({ sent, total })`
+ * required), `headers`, `credentials`, `concurrency` (default 3), `retries`, `onProgress({ sent, total })`
  * (acknowledged ciphertext bytes), `signal`, `fetch`, and `encrypt` (options of `encryptStream`).
  * Resolves to the stored object; rejects with an `UploadError`.
  */

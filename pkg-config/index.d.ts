@@ -228,7 +228,7 @@ export interface UploadOptions {
   /** Sent to the gateway (never to S3): e.g. `Authorization` or `X-CSRF-Token`. */
   headers?: Record<string, string>;
   credentials?: RequestCredentials;
-  /** Parts in flight to S3 at once; default 4. */
+  /** Parts in flight to S3 at once; default 3. */
   concurrency?: number;
   /** Tries after the first for each part; default 5. */
   retries?: number;

@@ -34,7 +34,7 @@ const backoff = (attempt) => 250 * 2 ** attempt * (0.5 + Math.random());
 const transient = (status) => status >= 500 || status === 429 || status === 408;
 
 function options(o) {
-  const concurrency = o.concurrency ?? 4;
+  const concurrency = o.concurrency ?? 3;
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 16) throw new UploadError('INVALID_ARGUMENT', 'concurrency: an integer from 1 to 16');
   const retries = o.retries ?? 5;
   if (!Number.isInteger(retries) || retries < 0 || retries > 20) throw new UploadError('INVALID_ARGUMENT', 'retries: an integer from 0 to 20');

@@ -10,7 +10,8 @@ exposed), starts the proxy on another free port, prints
     ready MOTO_URL PROXY_URL
 
 and serves until its stdin closes. moto's answers to ListParts (and the
-other serializer-made multipart answers) get the XML root S3 gives them. The proxy forwards every request to
+other serializer-made multipart answers) get the XML root S3 gives them,
+and completing a multipart upload costs one copy of the object, not six. The proxy forwards every request to
 moto unchanged (presigned URLs made for the proxy's address work: moto
 does not check signatures). It is steered at PROXY_URL/__faults:
 
@@ -53,6 +54,47 @@ def patch_moto():
         return plain(self, body)
 
     serialize.S3Serializer._serialize_body = serialize_body
+    patch_complete()
+
+
+def patch_complete():
+    """moto 5.2.5 assembles a completed multipart upload with half a dozen
+    copies of the whole object (seconds for a few hundred MiB, on the cores
+    the browser under test needs; S3 itself answers in milliseconds). This
+    does the same checks and gives the same answer (the parts' ETags must
+    match, every part but the last is at least 5 MiB, the ETag is the MD5 of
+    the parts' MD5s with the part count, and the checksum of the whole), with
+    one copy."""
+    import hashlib
+
+    from moto import settings
+    from moto.s3 import models
+    from moto.s3.exceptions import EntityTooSmall, InvalidPart, MalformedXML
+
+    def complete(self, body):
+        values, md5s, last = [], bytearray(), None
+        for number, etag in body:
+            part = self.parts.get(number)
+            if part is None or part.etag.replace('"', "") != etag.replace('"', ""):
+                raise InvalidPart()
+            if last is not None and last.contentsize < settings.S3_UPLOAD_PART_MIN_SIZE:
+                raise EntityTooSmall()
+            md5s.extend(bytes.fromhex(part.etag.replace('"', "")))
+            values.append(part.value)
+            last = part
+        if not values:
+            raise MalformedXML
+        whole = b"".join(values)
+        checksum = models.MultipartChecksumBuilder(self.metadata.get("x-amz-checksum-algorithm"), self.metadata.get("x-amz-checksum-type"))
+        if checksum.checksum_type == "COMPOSITE":
+            for v in values:
+                checksum.addPart(v)
+        else:
+            checksum.complete_object = whole
+        etag = hashlib.md5(bytes(md5s), usedforsecurity=False).hexdigest()
+        return whole, f"{etag}-{len(values)}", checksum.build()
+
+    models.FakeMultipart.complete = complete
 
 
 def free_port():
