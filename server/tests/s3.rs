@@ -8,7 +8,8 @@
 //! redirects with `Range`; the header checks refuse and delete a blob
 //! with another owner, a reused or unissued id, or a foreign key; bad
 //! completions, a failed part PUT retried, cancel, expiry and the sweep of
-//! unknown multipart uploads, and an S3 outage.
+//! unknown multipart uploads, and an S3 outage (before and after the parts
+//! are assembled).
 //!
 //! They need the Python venv that `make test` sets up, hence `#[ignore]`.
 
@@ -421,6 +422,21 @@ fn an_s3_outage_gets_coded_errors_and_loses_nothing() {
     s3.faults(json!({ "down": false }));
     let (s, o) = complete(&gw, "alice", id, &parts);
     assert_eq!(s, 201, "the same completion once S3 is back: {o}");
+    assert!(download(&gw, "alice", "alice", o["id"].as_str().unwrap()) == blob);
+
+    // S3 fails after assembling the parts, while the header is read back: the
+    // same completion, sent again, finds the blob assembled and finishes.
+    let up = start_upload(&gw, "alice");
+    let id = up["uploadId"].as_str().unwrap();
+    let blob = sealer.seal("alice", up["objectId"].as_str().unwrap(), &vec![6u8; PART + 99]);
+    let (parts, _) = send_parts(&gw, "alice", id, &blob);
+    s3.faults(json!({ "failGets": 10 }));
+    let (s, v) = complete(&gw, "alice", id, &parts);
+    assert_eq!((s, v["error"].as_str()), (503, Some("STORAGE_UNAVAILABLE")), "{v}");
+    assert_eq!(gw.get_json("alice", "/v1/objects").1["objects"].as_array().unwrap().len(), 1, "not an object yet");
+    s3.faults(json!({ "failGets": 0 }));
+    let (s, o) = complete(&gw, "alice", id, &parts);
+    assert_eq!(s, 201, "the completion sent again: {o}");
     assert!(download(&gw, "alice", "alice", o["id"].as_str().unwrap()) == blob);
 
     // A gateway whose bucket does not exist says so at startup.

@@ -16,6 +16,7 @@ moto unchanged (presigned URLs made for the proxy's address work: moto
 does not check signatures). It is steered at PROXY_URL/__faults:
 
     POST {"failPartPuts": N, "status": 503}  the next N part PUTs answer that status
+    POST {"failGets": N}                     the next N object GETs answer 503
     POST {"down": true|false}                every request is answered by closing the connection
     GET                                      {"partPuts", "failedPuts", "bytesIn", "bytesOut", "down"}
 """
@@ -107,6 +108,7 @@ class Faults:
     def __init__(self):
         self.lock = threading.Lock()
         self.fail_part_puts = 0
+        self.fail_gets = 0
         self.status = 503
         self.down = False
         self.part_puts = 0
@@ -129,6 +131,8 @@ def proxy_handler(upstream_port, faults):
                     if "failPartPuts" in req:
                         faults.fail_part_puts = int(req["failPartPuts"])
                         faults.status = int(req.get("status", 503))
+                    if "failGets" in req:
+                        faults.fail_gets = int(req["failGets"])
                     if "down" in req:
                         faults.down = bool(req["down"])
             self.reply(200, json.dumps(faults.state()).encode(), [("Content-Type", "application/json")])
@@ -144,9 +148,14 @@ def proxy_handler(upstream_port, faults):
                 return
             body = self.body()
             part_put = self.command == "PUT" and "partNumber=" in self.path and "uploadId=" in self.path
+            path, _, query = self.path.partition("?")
+            object_get = self.command == "GET" and path.count("/") >= 2 and "uploads" not in query and "uploadId=" not in query
             with faults.lock:
                 faults.bytes_in += len(body)
-                if part_put:
+                if object_get and faults.fail_gets > 0:
+                    faults.fail_gets -= 1
+                    fail = 503
+                elif part_put:
                     faults.part_puts += 1
                     if faults.fail_part_puts > 0:
                         faults.fail_part_puts -= 1

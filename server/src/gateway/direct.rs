@@ -27,7 +27,7 @@ use super::incoming::too_large;
 use super::objects::object_json;
 use super::peer::Peer;
 use super::request::{json_content_type, read_body, JSON_MAX};
-use super::storage::{api_error, Part};
+use super::storage::{api_error, Kind, Part};
 use super::Gateway;
 
 type Shared = std::sync::Arc<Gateway>;
@@ -204,14 +204,14 @@ pub async fn complete(gw: &Gateway, who: &str, id: &str, headers: &HeaderMap, re
     let named: CompleteRequest = parse_json(&body).map_err(|r| err(StatusCode::BAD_REQUEST, r.code, r.reason))?;
     let u = gw.live_upload(id, who)?;
     gw.touch(&u, crate::localkms::now())?;
-    let store_id = u.store_upload_id.clone();
-    let held = gw.store.list_parts(&u.owner, &u.object_id, &store_id).await.map_err(|f| api_error(&f))?;
-    check_parts(gw, &u, &named, &held)?;
-    let parts: Vec<(i32, String)> = named.parts.iter().map(|p| (p.part_number, p.etag.clone())).collect();
-    gw.store.complete_multipart(&u.owner, &u.object_id, &store_id, &parts).await.map_err(|f| api_error(&f))?;
+    let assembled_before = assemble(gw, &u, &named).await?;
     // From here the blob exists in the store but is no object until its row is in.
     let (c, size) = match admit(gw, &u).await {
         Ok(x) => x,
+        Err(e) if assembled_before && e.status() == StatusCode::NOT_FOUND => {
+            let _ = gw.db.delete_upload(&u.id);
+            return Err(no_upload());
+        }
         Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => return Err(e), // the sweep removes it if it never comes back
         Err(e) => {
             discard(gw, &u).await;
@@ -233,6 +233,22 @@ pub async fn complete(gw: &Gateway, who: &str, id: &str, headers: &HeaderMap, re
     }
     tracing::info!(object = %o.id, owner = %o.owner, size = o.size, "stored (direct upload)");
     Ok((StatusCode::CREATED, Json(object_json(&o))).into_response())
+}
+
+/// Checks the named parts against the store's and assembles them; whether
+/// an earlier completion had assembled them already (S3 failed after
+/// assembling, and the client sent the same completion again).
+async fn assemble(gw: &Gateway, u: &Upload, named: &CompleteRequest) -> Result<bool, ApiError> {
+    let held = match gw.store.list_parts(&u.owner, &u.object_id, &u.store_upload_id).await {
+        Ok(held) => held,
+        // The upload is live (its row is here), so only a completion ended it in the store.
+        Err(f) if f.kind == Kind::NoSuchUpload => return Ok(true),
+        Err(f) => return Err(api_error(&f)),
+    };
+    check_parts(gw, u, named, &held)?;
+    let parts: Vec<(i32, String)> = named.parts.iter().map(|p| (p.part_number, p.etag.clone())).collect();
+    gw.store.complete_multipart(&u.owner, &u.object_id, &u.store_upload_id, &parts).await.map_err(|f| api_error(&f))?;
+    Ok(false)
 }
 
 /// A refused blob: deleted, and its upload ended.
