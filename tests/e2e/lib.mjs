@@ -107,6 +107,13 @@ export function ioBytes(pid) {
   return n('rchar') + n('wchar');
 }
 
+/** Bytes the gateway at `url` has received from and sent to its clients (its /v1/metrics, from this machine). */
+export async function clientBytes(url) {
+  const text = await (await fetch(`${url}/v1/metrics`)).text();
+  const n = (d) => Number(new RegExp(`^kms_envelope_client_bytes_total\\{direction="${d}"\\} (\\d+)`, 'm').exec(text)[1]);
+  return n('received') + n('sent');
+}
+
 /** Signs `user` in on the gateway at `gw.url` in a fresh browser context: `{ context, page, errors }`. */
 export async function signIn(browser, gw, user) {
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1200, height: 900 } });

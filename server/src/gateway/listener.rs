@@ -4,10 +4,13 @@
 //! — a client that never sends its first byte, sends only the HTTP/2
 //! preface, or stops inside a HEADERS frame. Request headers have their own
 //! time limit (HTTP/1) and size limits, and HTTP/2 peers must answer pings.
+//! Every byte received and sent on client connections is counted (below
+//! TLS), for `/v1/metrics`.
 
 use std::future::{ready, Future, Ready};
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -22,12 +25,20 @@ use tokio::time::{Instant, Sleep};
 pub struct Guarded {
     permits: Arc<Semaphore>,
     idle: Duration,
+    traffic: Arc<Traffic>,
 }
 
 impl Guarded {
-    pub fn new(max_connections: usize, idle: Duration) -> Guarded {
-        Guarded { permits: Arc::new(Semaphore::new(max_connections)), idle }
+    pub fn new(max_connections: usize, idle: Duration, traffic: Arc<Traffic>) -> Guarded {
+        Guarded { permits: Arc::new(Semaphore::new(max_connections)), idle, traffic }
     }
+}
+
+/// Bytes received from and sent to clients, on every connection together.
+#[derive(Default)]
+pub struct Traffic {
+    pub received: AtomicU64,
+    pub sent: AtomicU64,
 }
 
 impl<I, S> axum_server::accept::Accept<I, S> for Guarded {
@@ -37,7 +48,7 @@ impl<I, S> axum_server::accept::Accept<I, S> for Guarded {
 
     fn accept(&self, stream: I, service: S) -> Self::Future {
         ready(match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => Ok((Watched::new(stream, self.idle, permit), service)),
+            Ok(permit) => Ok((Watched::new(stream, self.idle, permit, self.traffic.clone()), service)),
             Err(_) => {
                 tracing::warn!("connection refused: max_connections reached");
                 Err(io::Error::other("too many connections"))
@@ -52,13 +63,14 @@ pub struct Watched<I> {
     idle: Duration,
     last: Instant,
     timer: Pin<Box<Sleep>>,
+    traffic: Arc<Traffic>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl<I> Watched<I> {
-    fn new(inner: I, idle: Duration, permit: OwnedSemaphorePermit) -> Watched<I> {
+    fn new(inner: I, idle: Duration, permit: OwnedSemaphorePermit, traffic: Arc<Traffic>) -> Watched<I> {
         let now = Instant::now();
-        Watched { inner, idle, last: now, timer: Box::pin(tokio::time::sleep_until(now + idle)), _permit: permit }
+        Watched { inner, idle, last: now, timer: Box::pin(tokio::time::sleep_until(now + idle)), traffic, _permit: permit }
     }
 
     /// Pending I/O: an error once the connection has been idle too long.
@@ -85,6 +97,7 @@ impl<I> Watched<I> {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
                     self.last = Instant::now();
+                    self.traffic.sent.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Poll::Ready(Ok(n))
             }
@@ -104,8 +117,10 @@ impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
-                if buf.filled().len() > before {
+                let n = buf.filled().len() - before;
+                if n > 0 {
                     self.last = Instant::now();
+                    self.traffic.received.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Poll::Ready(r)
             }

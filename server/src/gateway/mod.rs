@@ -70,6 +70,8 @@ pub struct Gateway {
     kms_cache: kms_cache::KmsCache,
     /// The web app's origins, known once the listener is bound.
     origins: OnceLock<Vec<String>>,
+    /// Bytes moved on client connections.
+    traffic: Arc<listener::Traffic>,
 }
 
 /// The configured store: the local directory, or S3 (checked reachable).
@@ -167,6 +169,7 @@ impl Gateway {
             upload_slots,
             kms_cache,
             origins: OnceLock::new(),
+            traffic: Arc::default(),
         };
         if let Some(local) = &g.local {
             local.recover(&g.db.all_keys().into_iter().collect())?;
@@ -258,7 +261,7 @@ pub async fn serve(config: Config, banner: Vec<String>) -> Result<(), String> {
     let _ = gw.origins.set(origin::allowed(gw.config.public_origin.as_deref(), gw.config.tls(), addr));
     let header_timeout = Duration::from_secs(gw.config.header_timeout_seconds.max(1));
     let idle = Duration::from_secs(gw.config.idle_timeout_seconds.max(1));
-    let guard = listener::Guarded::new(gw.config.max_connections, idle);
+    let guard = listener::Guarded::new(gw.config.max_connections, idle, gw.traffic.clone());
     let app = router(gw).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
     let h = handle.clone();

@@ -209,7 +209,8 @@ async fn current_session(State(gw): State<Shared>, req: Request) -> Result<Respo
 }
 
 /// `GET /v1/metrics` (Prometheus text; loopback clients only): KMS Decrypt
-/// calls made and saved by the cache, and data-key decisions.
+/// calls made and saved by the cache, data-key decisions, refusals, and
+/// the bytes moved on client connections.
 async fn metrics(State(gw): State<Shared>, Extension(peer): Extension<Peer>) -> Result<Response, ApiError> {
     if !peer.local {
         return Err(err(StatusCode::FORBIDDEN, "FORBIDDEN", "metrics are served to this machine only"));
@@ -235,7 +236,11 @@ async fn metrics(State(gw): State<Shared>, Extension(peer): Extension<Peer>) -> 
          kms_envelope_refusals_total{{reason=\"unauthenticated\"}} {}\n\
          kms_envelope_refusals_total{{reason=\"auth_throttled\"}} {}\n\
          kms_envelope_refusals_total{{reason=\"rate_limited\"}} {}\n\
-         kms_envelope_refusals_total{{reason=\"tls_required\"}} {}\n",
+         kms_envelope_refusals_total{{reason=\"tls_required\"}} {}\n\
+         # HELP kms_envelope_client_bytes_total Bytes received from and sent to clients (below TLS).\n\
+         # TYPE kms_envelope_client_bytes_total counter\n\
+         kms_envelope_client_bytes_total{{direction=\"received\"}} {}\n\
+         kms_envelope_client_bytes_total{{direction=\"sent\"}} {}\n",
         n(&gw.kms_cache.calls),
         n(&gw.kms_cache.hits),
         gw.kms_cache.len(),
@@ -245,6 +250,8 @@ async fn metrics(State(gw): State<Shared>, Extension(peer): Extension<Peer>) -> 
         n(&r.auth_throttled),
         n(&r.rate_limited),
         n(&r.tls_required),
+        n(&gw.traffic.received),
+        n(&gw.traffic.sent),
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
