@@ -22,11 +22,12 @@ use serde_json::json;
 use super::admission::{check_header, Checked};
 use super::caller::authenticate;
 use super::db::{Object, Upload};
-use super::errors::{err, retry_after, ApiError};
+use super::errors::{err, ApiError};
 use super::incoming::too_large;
 use super::objects::object_json;
 use super::peer::Peer;
 use super::request::{json_content_type, read_body, JSON_MAX};
+use super::slots::Full;
 use super::storage::{api_error, Kind, Part};
 use super::Gateway;
 
@@ -84,13 +85,11 @@ impl Gateway {
 /// Starts a direct upload → `{ uploadId, objectId, partBytes, maxParts, direct }`.
 pub async fn start(gw: &Gateway, who: &str) -> Result<Response, ApiError> {
     let (mine, all) = gw.db.count_uploads(who);
-    if mine >= gw.config.max_uploads_per_user || all >= gw.config.max_uploads {
-        let m = if mine >= gw.config.max_uploads_per_user {
-            format!("at most {} uploads at once per user; finish or cancel one", gw.config.max_uploads_per_user)
-        } else {
-            "the gateway is receiving as many uploads as it takes; retry shortly".to_owned()
-        };
-        return Err(retry_after(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_UPLOADS", m, std::time::Duration::from_secs(5)));
+    if mine >= gw.config.max_uploads_per_user {
+        return Err(Full::User(gw.config.max_uploads_per_user).answer());
+    }
+    if all >= gw.config.max_uploads {
+        return Err(Full::Everyone.answer());
     }
     let object_id = uuid::Uuid::new_v4().to_string();
     let store_upload_id = gw.store.start_multipart(who, &object_id).await.map_err(|f| api_error(&f))?;

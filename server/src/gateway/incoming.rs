@@ -25,7 +25,7 @@ use axum::http::StatusCode;
 
 use super::admission::{check_header, conflict, Checked};
 use super::db::Object;
-use super::errors::{err, retry_after, ApiError};
+use super::errors::{err, ApiError};
 use super::slots::{Full, Slot};
 use super::storage::LinkError;
 use super::Gateway;
@@ -77,13 +77,7 @@ impl Incoming {
     pub fn new(gw: &Gateway, who: &str) -> Result<Incoming, ApiError> {
         let local = gw.local.as_ref().ok_or_else(not_here)?;
         gw.uploads.sweep();
-        let slot = gw.upload_slots.take(who).map_err(|f| {
-            let m = match f {
-                Full::User(n) => format!("at most {n} uploads at once per user; finish or cancel one"),
-                Full::Everyone => "the gateway is receiving as many uploads as it takes; retry shortly".to_owned(),
-            };
-            retry_after(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_UPLOADS", m, std::time::Duration::from_secs(5))
-        })?;
+        let slot = gw.upload_slots.take(who).map_err(Full::answer)?;
         let (tmp, file) = local.staging_file().map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
         Ok(Incoming {
             who: who.to_owned(),

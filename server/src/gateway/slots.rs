@@ -32,6 +32,17 @@ pub enum Full {
     Everyone,
 }
 
+impl Full {
+    /// The API's answer: 429 with `Retry-After`, for both upload paths.
+    pub fn answer(self) -> super::errors::ApiError {
+        let m = match self {
+            Full::User(n) => format!("at most {n} uploads at once per user; finish or cancel one"),
+            Full::Everyone => "the gateway is receiving as many uploads as it takes; retry shortly".to_owned(),
+        };
+        super::errors::retry_after(axum::http::StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_UPLOADS", m, std::time::Duration::from_secs(5))
+    }
+}
+
 impl Slots {
     pub fn new(per_user: usize, total: usize) -> Slots {
         Slots { per_user, total, counts: Arc::default() }
