@@ -2,7 +2,8 @@
 //! uploads and their checks, listing, sharing, deletion, the authorization
 //! matrix of the backend Decrypt (owner, shared user, stranger, no token,
 //! forged context, a data key from another object, a disabled key), the
-//! audit log, a full decrypt through the gateway, and crash safety.
+//! audit log, a full decrypt through the gateway, crash safety, and
+//! health, readiness and a graceful drain.
 
 mod common;
 
@@ -201,6 +202,64 @@ fn interrupted_uploads_leave_nothing_and_acknowledged_ones_survive() {
     let mut b = Vec::new();
     r.into_reader().read_to_end(&mut b).unwrap();
     assert_eq!(b, kept);
+}
+
+/// What a load balancer sees: `/healthz` and `/readyz` (its parts named);
+/// on SIGTERM `/readyz` answers 503 `DRAINING` for `drain_seconds` while
+/// every route still serves, then the listener closes, an upload in flight
+/// finishes and is kept, and the process exits 0.
+#[test]
+fn health_readiness_and_a_graceful_drain_on_sigterm() {
+    let d = tempfile::tempdir().unwrap();
+    setup_with(d.path(), 64 << 20, "drain_seconds = 2\nshutdown_grace_seconds = 20");
+    let mut gw = start(d.path());
+    let (s, v) = status(ureq::get(&format!("{}/healthz", gw.url)).call());
+    assert_eq!((s, v["status"].as_str()), (200, Some("alive")));
+    let (s, v, _) = readyz(&gw.url);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v, json!({ "status": "ready", "checks": { "database": "ok", "storage": "ok", "kms": "ok" } }));
+
+    // An upload is half sent when the signal comes.
+    let blob = gw.seal("alice", "in-flight", "f.bin", &vec![7u8; 3 << 20]);
+    let mut conn = half_upload(&gw.url, &blob);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let t0 = std::time::Instant::now();
+    signal(&gw.child, "TERM");
+    let v = readyz_becomes(&gw.url, 503);
+    assert_eq!(v["error"], "DRAINING", "{v}");
+    let (_, _, retry) = readyz(&gw.url);
+    assert!(retry.is_some_and(|r| r.parse::<u64>().unwrap() >= 1));
+    // Draining, it still serves: liveness, keys, listings.
+    assert_eq!(status(ureq::get(&format!("{}/healthz", gw.url)).call()).0, 200);
+    assert_eq!(gw.get_json("alice", "/v1/objects").0, 200);
+
+    // The drain ends: no new connection is taken…
+    let addr = gw.url.trim_start_matches("http://").to_owned();
+    let mut refused = false;
+    while t0.elapsed() < std::time::Duration::from_secs(8) {
+        if TcpStream::connect(&addr).is_err() {
+            refused = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(refused, "the listener is still open {:?} after SIGTERM", t0.elapsed());
+    assert!(t0.elapsed() >= std::time::Duration::from_millis(1900), "closed before drain_seconds: {:?}", t0.elapsed());
+    // …but the upload in flight finishes and is acknowledged.
+    conn.write_all(&blob[blob.len() / 2..]).unwrap();
+    let mut answer = String::new();
+    BufReader::new(&conn).read_line(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let exit = gw.child.wait().unwrap();
+    assert!(exit.success(), "{exit}");
+    drop(gw);
+
+    // It was kept.
+    let gw = start(d.path());
+    let r = ureq::get(&format!("{}/v1/objects/in-flight", gw.url)).set("authorization", &token("alice")).call().unwrap();
+    let mut b = Vec::new();
+    r.into_reader().read_to_end(&mut b).unwrap();
+    assert_eq!(b, blob);
 }
 
 /// A request with the headers given; answers (status, Set-Cookie, JSON body).

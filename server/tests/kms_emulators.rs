@@ -177,6 +177,13 @@ fn gateway_under_kms_throttling_lies_and_outages() {
     let (s, retry, v) = call(json!({ "down": true }));
     assert_eq!((s, v["error"].as_str()), (503, Some("KMS_UNAVAILABLE")), "{v}");
     assert!(retry.is_some());
+    // …and the instance says it is not ready, naming KMS, until KMS is back.
+    let (s, v, retry) = readyz(&gw.url);
+    assert_eq!((s, v["error"].as_str(), &v["checks"]["database"], &v["checks"]["storage"]), (503, Some("NOT_READY"), &json!("ok"), &json!("ok")), "{v}");
+    assert!(v["checks"]["kms"] == "unreachable" || v["checks"]["kms"] == "timeout", "{v}");
+    assert!(retry.is_some());
+    faults(&purl, json!({}));
+    readyz_becomes(&gw.url, 200);
     // A slow KMS (under the attempt timeout) is waited for.
     let (s, _, v) = call(json!({ "delay": 1.5 }));
     assert_eq!(s, 200, "{v}");

@@ -9,7 +9,7 @@
 //! with another owner, a reused or unissued id, or a foreign key; bad
 //! completions, a failed part PUT retried, cancel, expiry and the sweep of
 //! unknown multipart uploads, and an S3 outage (before and after the parts
-//! are assembled).
+//! are assembled; readiness names the store).
 //!
 //! They need the Python venv that `make test` sets up, hence `#[ignore]`.
 
@@ -418,8 +418,16 @@ fn an_s3_outage_gets_coded_errors_and_loses_nothing() {
     assert!(t.elapsed() < Duration::from_secs(30), "answered within the SDK's timeouts: {:?}", t.elapsed());
     let (_, list) = gw.get_json("alice", "/v1/objects");
     assert!(list["objects"].as_array().unwrap().is_empty(), "nothing half-visible");
+    // The instance says it is not ready, naming the store, and answers within its check timeout.
+    let t = Instant::now();
+    let (s, v, retry) = readyz(&gw.url);
+    assert_eq!((s, v["error"].as_str(), &v["checks"]["database"], &v["checks"]["kms"]), (503, Some("NOT_READY"), &json!("ok"), &json!("ok")), "{v}");
+    assert!(v["checks"]["storage"] == "unreachable" || v["checks"]["storage"] == "timeout", "{v}");
+    assert!(retry.is_some() && t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    assert!(!v.to_string().contains(BUCKET) && !v.to_string().contains("127.0.0.1"), "no detail for the unauthenticated: {v}");
 
     s3.faults(json!({ "down": false }));
+    readyz_becomes(&gw.url, 200);
     let (s, o) = complete(&gw, "alice", id, &parts);
     assert_eq!(s, 201, "the same completion once S3 is back: {o}");
     assert!(download(&gw, "alice", "alice", o["id"].as_str().unwrap()) == blob);

@@ -3,10 +3,10 @@
 
     kms_faults.py UPSTREAM_URL      prints "ready URL", serves until stdin closes
 
-Requests are forwarded unchanged (every header, so SigV4 signatures hold). Faults apply to Decrypt calls only and are
-set with `POST /__faults` (JSON, every field optional):
+Requests are forwarded unchanged (every header, so SigV4 signatures hold). Faults apply to Decrypt calls only (but
+`down`, which takes KMS away for every call) and are set with `POST /__faults` (JSON, every field optional):
     throttle: N       answer the next N Decrypts with ThrottlingException (-1: all)
-    down: true        drop Decrypt connections without an answer
+    down: true        drop every connection without an answer
     delay: SECONDS    wait before forwarding
     wrongKeyId: true  answer another key's ARN as KeyId
     wrongPlaintext: true  flip a bit of the returned Plaintext
@@ -50,7 +50,7 @@ class Handler(QuietHandler):
         with lock:
             op = target.rsplit(".", 1)[-1]
             counters["ops"][op] = counters["ops"].get(op, 0) + 1
-            f = dict(faults) if decrypt else {}
+            f = dict(faults) if decrypt else {"down": faults.get("down")}
             if decrypt:
                 counters["decrypts"] += 1
                 n = f.get("throttle", 0)

@@ -33,6 +33,8 @@
 //! # presign_seconds = 300           # lifetime of presigned part and download URLs
 //! # upload_idle_seconds = 600       # a direct upload with no activity this long is aborted
 //! # sweep_seconds = 60              # how often expired and unknown multipart uploads are aborted
+//! drain_seconds = 0                 # on SIGTERM: answer /readyz 503 this long, still serving, before closing
+//! shutdown_grace_seconds = 30       # then: requests in flight get this long to finish
 //! [[users]]
 //! name = "alice"
 //! token_sha256 = "…"                # hex SHA-256 of the user's bearer token
@@ -155,6 +157,13 @@ pub struct Config {
     pub upload_idle_seconds: u64,
     #[serde(default = "default_sweep")]
     pub sweep_seconds: u64,
+    /// On SIGTERM or SIGINT: how long the instance keeps serving while
+    /// answering `/readyz` with 503 (so a load balancer takes it out first).
+    #[serde(default)]
+    pub drain_seconds: u64,
+    /// Then: how long requests in flight get to finish before the process exits.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_seconds: u64,
 }
 
 /// S3's smallest part (but the last) and largest part.
@@ -225,6 +234,9 @@ fn default_upload_idle() -> u64 {
 }
 fn default_sweep() -> u64 {
     60
+}
+fn default_shutdown_grace() -> u64 {
+    30
 }
 fn default_cache_entries() -> usize {
     10_000

@@ -114,6 +114,11 @@ impl Db {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether the database answers (readiness).
+    pub fn ping(&self) -> rusqlite::Result<()> {
+        self.conn().query_row("SELECT 1 FROM objects LIMIT 1", [], |_| Ok(())).optional().map(|_| ())
+    }
+
     pub fn insert(&self, o: &Object) -> rusqlite::Result<()> {
         self.conn().execute(
             "INSERT INTO objects (owner, id, key_arn, size, created, file_name) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

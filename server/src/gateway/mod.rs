@@ -16,6 +16,7 @@ mod db;
 pub mod demo;
 mod direct;
 mod errors;
+mod health;
 mod incoming;
 mod kms_cache;
 mod listener;
@@ -72,6 +73,8 @@ pub struct Gateway {
     origins: OnceLock<Vec<String>>,
     /// Bytes moved on client connections.
     traffic: Arc<listener::Traffic>,
+    /// Draining, and the last readiness check.
+    readiness: health::Readiness,
 }
 
 /// The configured store: the local directory, or S3 (checked reachable).
@@ -90,7 +93,7 @@ async fn open_store(config: &Config) -> Result<(Arc<dyn storage::Storage>, Optio
                 path_style: config.s3_path_style,
             };
             let s3 = storage::S3Store::open(&c).await?;
-            s3.check().await.map_err(|f| format!("S3 bucket {}: {}", c.bucket, f.detail))?;
+            storage::Storage::check(&s3).await.map_err(|f| format!("S3 bucket {}: {}", c.bucket, f.detail))?;
             Ok((Arc::new(s3), None))
         }
     }
@@ -170,6 +173,7 @@ impl Gateway {
             kms_cache,
             origins: OnceLock::new(),
             traffic: Arc::default(),
+            readiness: Default::default(),
         };
         if let Some(local) = &g.local {
             local.recover(&g.db.all_keys().into_iter().collect())?;
@@ -262,13 +266,10 @@ pub async fn serve(config: Config, banner: Vec<String>) -> Result<(), String> {
     let header_timeout = Duration::from_secs(gw.config.header_timeout_seconds.max(1));
     let idle = Duration::from_secs(gw.config.idle_timeout_seconds.max(1));
     let guard = listener::Guarded::new(gw.config.max_connections, idle, gw.traffic.clone());
+    let gw_for_signal = gw.clone();
     let app = router(gw).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
-    let h = handle.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        h.graceful_shutdown(Some(Duration::from_secs(10)));
-    });
+    tokio::spawn(shutdown_on_signal(gw_for_signal, handle.clone()));
     let r = match tls {
         Some(cfg) => {
             let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(axum_server::tls_rustls::RustlsConfig::from_config(cfg)).acceptor(guard);
@@ -283,4 +284,36 @@ pub async fn serve(config: Config, banner: Vec<String>) -> Result<(), String> {
         }
     };
     r.map_err(|e| e.to_string())
+}
+
+/// Waits for SIGTERM or SIGINT, then drains: `/readyz` answers 503 for
+/// `drain_seconds` while every route keeps serving, then the listener
+/// closes and requests in flight get `shutdown_grace_seconds` to finish.
+/// A second signal ends the drain at once; a third, the grace.
+async fn shutdown_on_signal(gw: Arc<Gateway>, handle: axum_server::Handle) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot listen for SIGTERM and SIGINT: the gateway stops only when killed");
+        return;
+    };
+    async fn next(term: &mut tokio::signal::unix::Signal, int: &mut tokio::signal::unix::Signal) -> &'static str {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    }
+    let first = next(&mut term, &mut int).await;
+    gw.readiness.drain();
+    let drain = Duration::from_secs(gw.config.drain_seconds);
+    let grace = Duration::from_secs(gw.config.shutdown_grace_seconds);
+    tracing::info!(signal = first, drain_seconds = drain.as_secs(), grace_seconds = grace.as_secs(), "draining: /readyz answers 503");
+    tokio::select! {
+        _ = tokio::time::sleep(drain) => {}
+        s = next(&mut term, &mut int) => tracing::info!(signal = s, "second signal: ending the drain"),
+    }
+    tracing::info!(in_flight = handle.connection_count(), "closing the listener; requests in flight may finish");
+    handle.graceful_shutdown(Some(grace));
+    let s = next(&mut term, &mut int).await;
+    tracing::warn!(signal = s, in_flight = handle.connection_count(), "another signal: closing every connection now");
+    handle.shutdown();
 }

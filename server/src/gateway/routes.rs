@@ -21,6 +21,8 @@
 //! - `POST /v1/decrypt-data-key` `{ keyId, ciphertextBlob, encryptionAlgorithm, encryptionContext }`
 //!   → `{ plaintext, keyId, encryptionAlgorithm }`, the shape of KMS Decrypt
 //!
+//! - `GET /healthz` → 200 while serving; `GET /readyz` → 200 when the database, the
+//!   object store and KMS answer, 503 `NOT_READY` / `DRAINING` otherwise (see `health`)
 //! - `POST /v1/login` `{ user, token }` → `{ user, csrfToken }` and the session cookie;
 //!   `GET /v1/session` → the same for a live session; `POST /v1/logout`
 //!
@@ -51,7 +53,7 @@ use super::errors::{err, ApiError};
 use super::peer::{self, Peer};
 use super::request::{json_content_type, read_body, JSON_MAX};
 use super::session;
-use super::{data_key, direct, objects, transfers, Gateway};
+use super::{data_key, direct, health, objects, transfers, Gateway};
 
 type Shared = Arc<Gateway>;
 
@@ -74,6 +76,8 @@ pub fn router(gw: Shared) -> Router {
         .route("/v1/uploads/{id}/complete", post(transfers::upload_complete))
         .route("/v1/decrypt-data-key", post(data_key::decrypt_data_key))
         .route("/v1/metrics", get(metrics))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .layer(axum::middleware::from_fn(move |req, next| api_headers(limit, req, next)));
     let app = match &gw.config.web_dir {
         Some(dir) => api.fallback_service(tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true)),

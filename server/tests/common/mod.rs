@@ -156,6 +156,38 @@ impl Gw {
     }
 }
 
+/// `GET /readyz`: status, body, Retry-After.
+pub fn readyz(url: &str) -> (u16, Value, Option<String>) {
+    match ureq::get(&format!("{url}/readyz")).call() {
+        Ok(r) => (r.status(), r.into_json().unwrap(), None),
+        Err(ureq::Error::Status(s, r)) => {
+            let retry = r.header("retry-after").map(str::to_owned);
+            (s, r.into_json().unwrap(), retry)
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Polls `/readyz` (past the gateway's one-second reuse of a result) until it answers `want`.
+pub fn readyz_becomes(url: &str, want: u16) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..40 {
+        let (s, v, _) = readyz(url);
+        if s == want {
+            return v;
+        }
+        last = v;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("/readyz never answered {want}: {last}");
+}
+
+/// Sends `signal` (TERM, INT, …) to the process.
+pub fn signal(child: &Child, signal: &str) {
+    let ok = Command::new("sh").args(["-c", &format!("kill -{signal} {}", child.id())]).status().unwrap().success();
+    assert!(ok, "kill -{signal}");
+}
+
 /// The decrypt-data-key request a browser would send for `blob`.
 pub fn request_for(blob: &[u8]) -> Value {
     let (h, _) = kms_envelope::parse_header(blob).unwrap();

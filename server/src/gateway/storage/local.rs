@@ -149,6 +149,15 @@ impl Storage for LocalDir {
         None
     }
 
+    async fn check(&self) -> Result<(), Failure> {
+        let incoming = self.dir.join("incoming");
+        match std::fs::metadata(&incoming) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(Failure::new(Kind::Unavailable, format!("{} is not a directory", incoming.display()))),
+            Err(e) => Err(Failure::new(Kind::Unavailable, format!("{}: {e}", incoming.display()))),
+        }
+    }
+
     fn key(&self, owner: &str, id: &str) -> String {
         format!("{owner}/{id}.esdk")
     }

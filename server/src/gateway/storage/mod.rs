@@ -102,6 +102,9 @@ pub trait Storage: Send + Sync {
     /// the web app's Content-Security-Policy; none when the gateway serves.
     fn origin(&self) -> Option<&str>;
 
+    /// Whether the store answers (startup and readiness).
+    async fn check(&self) -> Result<(), Failure>;
+
     /// The store's key of a blob (for the sweep's bookkeeping).
     fn key(&self, owner: &str, id: &str) -> String;
 

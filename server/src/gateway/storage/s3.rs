@@ -100,11 +100,6 @@ impl S3Store {
         store.origin = origin_of(probe.map_err(|e| format!("S3: {e}"))?.uri());
         Ok(store)
     }
-
-    /// Checks at startup that the bucket is there and reachable.
-    pub async fn check(&self) -> Result<(), Failure> {
-        self.client.head_bucket().bucket(&self.bucket).send().await.map(|_| ()).map_err(|e| failure(&format!("HeadBucket {}", self.bucket), &e))
-    }
 }
 
 #[async_trait::async_trait]
@@ -115,6 +110,10 @@ impl Storage for S3Store {
 
     fn origin(&self) -> Option<&str> {
         Some(&self.origin)
+    }
+
+    async fn check(&self) -> Result<(), Failure> {
+        self.client.head_bucket().bucket(&self.bucket).send().await.map(|_| ()).map_err(|e| failure(&format!("HeadBucket {}", self.bucket), &e))
     }
 
     fn key(&self, owner: &str, id: &str) -> String {
