@@ -11,7 +11,9 @@ exposed), starts the proxy on another free port, prints
 
 and serves until its stdin closes. moto's answers to ListParts (and the
 other serializer-made multipart answers) get the XML root S3 gives them,
-and completing a multipart upload costs one copy of the object, not six. The proxy forwards every request to
+completing a multipart upload costs one copy of the object, not six, and
+a part or an object is held as the bytes received (no copy on every read).
+The proxy forwards every request to
 moto unchanged (presigned URLs made for the proxy's address work: moto
 does not check signatures). It is steered at PROXY_URL/__faults:
 
@@ -56,6 +58,7 @@ def patch_moto():
 
     serialize.S3Serializer._serialize_body = serialize_body
     patch_complete()
+    patch_buffers()
 
 
 def patch_complete():
@@ -96,6 +99,86 @@ def patch_complete():
         return whole, f"{etag}-{len(values)}", checksum.build()
 
     models.FakeMultipart.complete = complete
+
+
+class Held:
+    """What moto keeps a key's value in, in place of its SpooledTemporaryFile
+    (which copies the whole value on every read, and on every write): the
+    bytes as received, handed out without a copy (bytes are immutable)."""
+
+    def __init__(self, *_args, **_kwargs):
+        self.data, self.pos = b"", 0
+
+    def seek(self, pos, whence=0):
+        self.pos = pos if whence == 0 else (self.pos + pos if whence == 1 else len(self.data) + pos)
+        return self.pos
+
+    def truncate(self, size=None):
+        self.data = self.data[: self.pos if size is None else size]
+
+    def write(self, b):
+        b = bytes(b)
+        self.data = b if self.pos == 0 and not self.data else self.data[: self.pos] + b + self.data[self.pos + len(b):]
+        self.pos += len(b)
+        return len(b)
+
+    def read(self, n=-1):
+        start = self.pos
+        if start == 0 and (n is None or n < 0 or n >= len(self.data)):
+            out = self.data
+        else:
+            out = self.data[start:] if n is None or n < 0 else self.data[start:start + n]
+        self.pos = start + len(out)
+        return out
+
+    def close(self):
+        self.data = b""
+
+
+def patch_buffers():
+    """moto 5.2.5 copies each part three to five times on its way in (the
+    request body read 64 KiB at a time, the key's spooled buffer, its MD5
+    read back in slices). Same answers with the bytes held once."""
+    import hashlib
+    import tempfile
+
+    from moto.s3 import models
+    from werkzeug import wsgi
+
+    class Tempfile:
+        """The `tempfile` module as moto's models see it: key buffers are `Held`."""
+
+        SpooledTemporaryFile = Held
+
+        def __getattr__(self, name):
+            return getattr(tempfile, name)
+
+    models.tempfile = Tempfile()
+
+    def etag(self):
+        if self._etag is None:
+            self._etag = hashlib.md5(self._value_buffer.data, usedforsecurity=False).hexdigest()
+        return f'"{self._etag}"'
+
+    models.FakeKey.etag = property(etag)
+
+    plain_readall = wsgi.LimitedStream.readall
+
+    def readall(self):
+        # A request body of known length is read into one buffer.
+        left = self.limit - self._pos
+        if left <= 0 or self._limit_is_max or not hasattr(self._stream, "readinto"):
+            return plain_readall(self)
+        out = bytearray(left)
+        view, got = memoryview(out), 0
+        while got < left:
+            n = self.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        return bytes(view[:got])
+
+    wsgi.LimitedStream.readall = readall
 
 
 def free_port():
