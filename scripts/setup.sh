@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what kms-envelope's build and tests need, idempotently: each step
 # is skipped when what it installs is already present.
-#   scripts/setup.sh [rust|wasm|browser|python|node|all]...
+#   scripts/setup.sh [rust|wasm|browser|python|node|jstools|postgres|bench|all]...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +45,11 @@ step_bench() {
   apt_install wrk openssl
 }
 
+step_postgres() {
+  # PostgreSQL's server, for the tests that start scratch clusters (tests/interop/pg_scratch.py).
+  apt_install postgresql openssl
+}
+
 step_browser() {
   apt_install chromium chromium-driver
 }
@@ -83,9 +88,9 @@ step_jstools() {
 steps=("$@"); [ ${#steps[@]} -eq 0 ] && steps=(all)
 for s in "${steps[@]}"; do
   case "$s" in
-    all) step_wasm; step_browser; step_python; step_node; step_jstools ;;
+    all) step_wasm; step_browser; step_python; step_node; step_jstools; step_postgres ;;
     bench) step_browser; step_python; step_node; step_jstools; step_bench ;;
-    rust|wasm|browser|python|node|jstools) "step_$s" ;;
+    rust|wasm|browser|python|node|jstools|postgres) "step_$s" ;;
     *) log "unknown step $s"; exit 2 ;;
   esac
 done

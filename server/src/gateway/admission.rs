@@ -26,7 +26,7 @@ pub fn conflict() -> ApiError {
 /// for an allowed key, and a context whose owner is the uploader and whose
 /// object id is not one of the uploader's objects (and, for a direct
 /// upload, is the id the gateway issued for it).
-pub fn check_header(gw: &Gateway, who: &str, prefix: &[u8], issued: Option<&str>) -> Result<Option<Checked>, ApiError> {
+pub async fn check_header(gw: &Gateway, who: &str, prefix: &[u8], issued: Option<&str>) -> Result<Option<Checked>, ApiError> {
     let bad = |m: String| err(StatusCode::BAD_REQUEST, "INVALID_MESSAGE", m);
     let (h, _) = match kms_envelope::DecryptLimits::default().parse_header(prefix) {
         Ok(x) => x,
@@ -52,7 +52,7 @@ pub fn check_header(gw: &Gateway, who: &str, prefix: &[u8], issued: Option<&str>
     if !valid_object_id(id) {
         return Err(bad("object id: use 1 to 64 letters, digits, '-' or '_'".into()));
     }
-    if gw.db.exists(who, id) {
+    if gw.db.exists(who, id).await.map_err(|e| super::meta::api_error(&e))? {
         return Err(conflict());
     }
     if issued.is_some_and(|want| want != id) {

@@ -33,6 +33,9 @@
 //! # presign_seconds = 300           # lifetime of presigned part and download URLs
 //! # upload_idle_seconds = 600       # a direct upload with no activity this long is aborted
 //! # sweep_seconds = 60              # how often expired and unknown multipart uploads are aborted
+//! # database_url = "postgres://gateway:…@db.internal:5432/files?sslmode=require"   # absent: SQLite in data_dir
+//! # database_ca = "rds-global-bundle.pem"   # the database server's CA: TLS, verified (needed for sslmode=require)
+//! # database_pool = 16              # connections per instance
 //! drain_seconds = 0                 # on SIGTERM: answer /readyz 503 this long, still serving, before closing
 //! shutdown_grace_seconds = 30       # then: requests in flight get this long to finish
 //! [[users]]
@@ -49,6 +52,18 @@ use serde::Deserialize;
 pub struct User {
     pub name: String,
     pub token_sha256: String,
+}
+
+/// A connection string that may hold a password: shown only as its scheme.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = self.0.split_once("://").map(|(s, _)| s).unwrap_or("?");
+        write!(f, "{scheme}://…")
+    }
 }
 
 /// Where blobs are kept.
@@ -164,6 +179,16 @@ pub struct Config {
     /// Then: how long requests in flight get to finish before the process exits.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_seconds: u64,
+    /// PostgreSQL for metadata (`postgres://…`), shared by every instance;
+    /// absent: SQLite in `data_dir`. `KMS_ENVELOPE_DATABASE_URL` overrides it.
+    #[serde(default)]
+    pub database_url: Option<DatabaseUrl>,
+    /// PEM file of the CA that signed the database server's certificate: TLS.
+    #[serde(default)]
+    pub database_ca: Option<PathBuf>,
+    /// Most database connections this instance opens.
+    #[serde(default = "default_database_pool")]
+    pub database_pool: usize,
 }
 
 /// S3's smallest part (but the last) and largest part.
@@ -238,6 +263,9 @@ fn default_sweep() -> u64 {
 fn default_shutdown_grace() -> u64 {
     30
 }
+fn default_database_pool() -> usize {
+    16
+}
 fn default_cache_entries() -> usize {
     10_000
 }
@@ -247,7 +275,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let mut c: Config = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         if let Some(dir) = path.parent() {
-            for p in [Some(&mut c.data_dir), c.tls_cert.as_mut(), c.tls_key.as_mut(), c.web_dir.as_mut()].into_iter().flatten() {
+            for p in [Some(&mut c.data_dir), c.tls_cert.as_mut(), c.tls_key.as_mut(), c.web_dir.as_mut(), c.database_ca.as_mut()].into_iter().flatten() {
                 if p.is_relative() {
                     *p = dir.join(&*p);
                 }

@@ -96,7 +96,14 @@ pub async fn decrypt_data_key(State(gw): State<Shared>, Extension(peer): Extensi
     let Some(owner) = req.encryption_context.get("owner").cloned() else {
         return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", None, Some(object), arn, "the encryption context names no owner"));
     };
-    let o = match gw.db.get(&owner, object) {
+    let found = match gw.db.get(&owner, object).await {
+        Ok(found) => found,
+        Err(e) => {
+            gw.audit.record(&who, Some(&owner), Some(object), arn, false, &format!("metadata: {}", e.kind_name()));
+            return Err(super::meta::api_error(&e));
+        }
+    };
+    let o = match found {
         Some(o) if entitled(&o, &who) => o,
         _ => return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", Some(&owner), Some(object), arn, "not entitled to this object")),
     };

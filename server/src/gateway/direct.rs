@@ -21,7 +21,7 @@ use serde_json::json;
 
 use super::admission::{check_header, Checked};
 use super::caller::authenticate;
-use super::db::{Object, Upload};
+use super::meta::{self, Object, Upload};
 use super::errors::{err, ApiError};
 use super::incoming::too_large;
 use super::objects::object_json;
@@ -40,8 +40,8 @@ const TOUCH_EVERY: f64 = 5.0;
 /// The first read of a header; a longer one is read again whole.
 const FIRST_READ: u64 = 64 << 10;
 
-fn storage_db(e: rusqlite::Error) -> ApiError {
-    err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", format!("metadata: {e}"))
+fn db_error(e: meta::Error) -> ApiError {
+    meta::api_error(&e)
 }
 
 fn no_upload() -> ApiError {
@@ -65,16 +65,16 @@ impl Gateway {
 
     /// Marks an upload active (at most every few seconds: a write per
     /// request would cost more than expiry needs).
-    fn touch(&self, u: &Upload, now: f64) -> Result<(), ApiError> {
+    async fn touch(&self, u: &Upload, now: f64) -> Result<(), ApiError> {
         if now - u.touched >= TOUCH_EVERY {
-            self.db.touch_upload(&u.id, now).map_err(storage_db)?;
+            self.db.touch_upload(&u.id, now).await.map_err(db_error)?;
         }
         Ok(())
     }
 
     /// The caller's live upload `id` (anyone else's is answered as missing).
-    fn live_upload(&self, id: &str, who: &str) -> Result<Upload, ApiError> {
-        let u = self.db.upload(id).filter(|u| u.owner == who).ok_or_else(no_upload)?;
+    async fn live_upload(&self, id: &str, who: &str) -> Result<Upload, ApiError> {
+        let u = self.db.upload(id).await.map_err(db_error)?.filter(|u| u.owner == who).ok_or_else(no_upload)?;
         if self.upload_expired(&u, crate::localkms::now()) {
             return Err(no_upload());
         }
@@ -84,7 +84,7 @@ impl Gateway {
 
 /// Starts a direct upload → `{ uploadId, objectId, partBytes, maxParts, direct }`.
 pub async fn start(gw: &Gateway, who: &str) -> Result<Response, ApiError> {
-    let (mine, all) = gw.db.count_uploads(who);
+    let (mine, all) = gw.db.count_uploads(who).await.map_err(db_error)?;
     if mine >= gw.config.max_uploads_per_user {
         return Err(Full::User(gw.config.max_uploads_per_user).answer());
     }
@@ -95,9 +95,9 @@ pub async fn start(gw: &Gateway, who: &str) -> Result<Response, ApiError> {
     let store_upload_id = gw.store.start_multipart(who, &object_id).await.map_err(|f| api_error(&f))?;
     let now = crate::localkms::now();
     let u = Upload { id: uuid::Uuid::new_v4().to_string(), owner: who.to_owned(), object_id, store_upload_id, part_bytes: gw.config.part_bytes, created: now, touched: now };
-    if let Err(e) = gw.db.insert_upload(&u) {
+    if let Err(e) = gw.db.insert_upload(&u).await {
         let _ = gw.store.abort_multipart(&gw.store.key(who, &u.object_id), &u.store_upload_id).await;
-        return Err(storage_db(e));
+        return Err(db_error(e));
     }
     tracing::info!(upload = %u.id, owner = %who, object = %u.object_id, "direct upload started");
     let body = json!({
@@ -124,9 +124,9 @@ pub async fn parts(State(gw): State<Shared>, Extension(peer): Extension<Peer>, m
     if let Some(n) = r.part_numbers.iter().find(|&&n| n < 1 || n as u64 > max) {
         return Err(err(StatusCode::BAD_REQUEST, "TOO_LARGE", format!("part {n}: parts are numbered 1 to {max} (objects are limited to {} bytes)", gw.config.max_object_bytes)));
     }
-    let u = gw.live_upload(&id, &who)?;
+    let u = gw.live_upload(&id, &who).await?;
     let now = crate::localkms::now();
-    gw.touch(&u, now)?;
+    gw.touch(&u, now).await?;
     let lifetime = gw.presign_lifetime();
     let store_id = u.store_upload_id.as_str();
     let mut urls = Vec::with_capacity(r.part_numbers.len());
@@ -180,11 +180,11 @@ fn unquote(etag: &str) -> &str {
 async fn admit(gw: &Gateway, u: &Upload) -> Result<(Checked, u64), ApiError> {
     let unavailable = |f: super::storage::Failure| api_error(&f);
     let (mut prefix, size) = gw.store.read_range(&u.owner, &u.object_id, 0, FIRST_READ).await.map_err(unavailable)?;
-    let mut checked = check_header(gw, &u.owner, &prefix, Some(&u.object_id))?;
+    let mut checked = check_header(gw, &u.owner, &prefix, Some(&u.object_id)).await?;
     if checked.is_none() && size > prefix.len() as u64 {
         let limit = kms_envelope::DecryptLimits::default().max_header_length as u64 + 1;
         prefix = gw.store.read_range(&u.owner, &u.object_id, 0, limit).await.map_err(unavailable)?.0;
-        checked = check_header(gw, &u.owner, &prefix, Some(&u.object_id))?;
+        checked = check_header(gw, &u.owner, &prefix, Some(&u.object_id)).await?;
     }
     let c = checked.ok_or_else(|| err(StatusCode::BAD_REQUEST, "INVALID_MESSAGE", "the upload ends inside the header"))?;
     if size > gw.config.max_object_bytes {
@@ -201,14 +201,14 @@ pub async fn complete(gw: &Gateway, who: &str, id: &str, headers: &HeaderMap, re
     json_content_type(headers)?;
     let body = read_body(headers, req.into_body(), JSON_MAX).await?;
     let named: CompleteRequest = parse_json(&body).map_err(|r| err(StatusCode::BAD_REQUEST, r.code, r.reason))?;
-    let u = gw.live_upload(id, who)?;
-    gw.touch(&u, crate::localkms::now())?;
+    let u = gw.live_upload(id, who).await?;
+    gw.touch(&u, crate::localkms::now()).await?;
     let assembled_before = assemble(gw, &u, &named).await?;
     // From here the blob exists in the store but is no object until its row is in.
     let (c, size) = match admit(gw, &u).await {
         Ok(x) => x,
         Err(e) if assembled_before && e.status() == StatusCode::NOT_FOUND => {
-            let _ = gw.db.delete_upload(&u.id);
+            let _ = gw.db.delete_upload(&u.id).await;
             return Err(no_upload());
         }
         Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => return Err(e), // the sweep removes it if it never comes back
@@ -218,16 +218,21 @@ pub async fn complete(gw: &Gateway, who: &str, id: &str, headers: &HeaderMap, re
         }
     };
     let o = Object { id: c.id, owner: u.owner.clone(), key_arn: c.arn, size, created: crate::localkms::now(), file_name: c.file_name, shared_with: vec![] };
-    match gw.db.finish_upload(&u.id, &o) {
+    match gw.db.finish_upload(&u.id, &o).await {
         Ok(true) => {}
         Ok(false) => {
-            // Cancelled or expired while completing.
-            let _ = gw.store.delete(&u.owner, &u.object_id).await;
+            // Cancelled or expired while completing, or another completion
+            // of the same upload won: its object keeps the blob.
+            if matches!(gw.db.exists(&u.owner, &u.object_id).await, Ok(false)) {
+                let _ = gw.store.delete(&u.owner, &u.object_id).await;
+            }
             return Err(no_upload());
         }
+        // Unavailable: the upload stays as it was, to be completed again (or swept).
+        Err(e) if e.kind == meta::Kind::Unavailable => return Err(db_error(e)),
         Err(e) => {
             discard(gw, &u).await;
-            return Err(storage_db(e));
+            return Err(db_error(e));
         }
     }
     tracing::info!(object = %o.id, owner = %o.owner, size = o.size, "stored (direct upload)");
@@ -250,23 +255,33 @@ async fn assemble(gw: &Gateway, u: &Upload, named: &CompleteRequest) -> Result<b
     Ok(false)
 }
 
-/// A refused blob: deleted, and its upload ended.
+/// A refused blob: deleted, and its upload ended. A blob that became an
+/// object (another completion of the same upload won) is the object's:
+/// only the upload ends.
 async fn discard(gw: &Gateway, u: &Upload) {
+    match gw.db.exists(&u.owner, &u.object_id).await {
+        Ok(false) => {}
+        Ok(true) => {
+            let _ = gw.db.delete_upload(&u.id).await;
+            return;
+        }
+        Err(_) => return, // the row stays; the sweep decides once the database answers
+    }
     if let Err(f) = gw.store.delete(&u.owner, &u.object_id).await {
         tracing::warn!(upload = %u.id, error = %f.detail, "a refused blob could not be deleted yet; the sweep retries");
         return; // the row stays, so the sweep deletes the blob once it expires
     }
-    let _ = gw.db.delete_upload(&u.id);
+    let _ = gw.db.delete_upload(&u.id).await;
 }
 
 /// `DELETE /v1/uploads/{id}`: aborts the multipart upload (its parts are
 /// freed), then forgets it. An unavailable store leaves it to be cancelled again.
 pub async fn cancel(gw: &Gateway, who: &str, id: &str) -> Result<Response, ApiError> {
-    let u = gw.db.upload(id).filter(|u| u.owner == who).ok_or_else(no_upload)?;
+    let u = gw.db.upload(id).await.map_err(db_error)?.filter(|u| u.owner == who).ok_or_else(no_upload)?;
     gw.store.abort_multipart(&gw.store.key(&u.owner, &u.object_id), &u.store_upload_id).await.map_err(|f| api_error(&f))?;
-    if gw.db.delete_upload(&u.id).map_err(storage_db)? {
+    if gw.db.delete_upload(&u.id).await.map_err(db_error)? {
         // A completion racing this cancel may have assembled the blob: no row, no object.
-        if !gw.db.exists(&u.owner, &u.object_id) {
+        if !gw.db.exists(&u.owner, &u.object_id).await.map_err(db_error)? {
             let _ = gw.store.delete(&u.owner, &u.object_id).await;
         }
     }

@@ -86,7 +86,7 @@ where
 
 /// Asks each part once, all at the same time.
 async fn check(gw: &Gateway) -> Checks {
-    let db = timed("database", async { gw.db.ping().map_err(|e| e.to_string()) });
+    let db = timed("database", async { gw.db.ping().await.map_err(|e| e.detail) });
     let store = timed("storage", async { gw.store.check().await.map_err(|f| f.detail) });
     let kms = timed("kms", async { gw.kms.describe(&gw.config.key).await.map(|_| ()).map_err(|f| f.detail) });
     let (db, store, kms) = tokio::join!(db, store, kms);

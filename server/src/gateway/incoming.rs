@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use axum::http::StatusCode;
 
 use super::admission::{check_header, conflict, Checked};
-use super::db::Object;
+use super::meta::{self, Kind, Object};
 use super::errors::{err, ApiError};
 use super::slots::{Full, Slot};
 use super::storage::LinkError;
@@ -102,7 +102,7 @@ impl Incoming {
     }
 
     /// Appends bytes; checks the header once it is complete.
-    pub fn push(&mut self, gw: &Gateway, chunk: &[u8]) -> Result<(), ApiError> {
+    pub async fn push(&mut self, gw: &Gateway, chunk: &[u8]) -> Result<(), ApiError> {
         self.size += chunk.len() as u64;
         self.chunks += 1;
         if self.size > self.max {
@@ -114,15 +114,15 @@ impl Incoming {
         if self.checked.is_none() {
             self.prefix.extend_from_slice(chunk);
             if self.probe.due(self.prefix.len()) {
-                self.try_check(gw)?;
+                self.try_check(gw).await?;
             }
         }
         let f = self.file.as_mut().ok_or_else(|| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", "closed"))?;
         f.write_all(chunk).map_err(storage_full)
     }
 
-    fn try_check(&mut self, gw: &Gateway) -> Result<(), ApiError> {
-        self.checked = check_header(gw, &self.who, &self.prefix, None)?;
+    async fn try_check(&mut self, gw: &Gateway) -> Result<(), ApiError> {
+        self.checked = check_header(gw, &self.who, &self.prefix, None).await?;
         Ok(())
     }
 
@@ -158,9 +158,9 @@ impl Incoming {
 
     /// Makes the object durable and visible: flush and fsync, link into
     /// place, directory fsync, then the metadata row.
-    pub fn commit(mut self, gw: &Gateway) -> Result<Object, ApiError> {
+    pub async fn commit(mut self, gw: &Gateway) -> Result<Object, ApiError> {
         if self.checked.is_none() {
-            self.try_check(gw)?;
+            self.try_check(gw).await?;
         }
         let c = self.checked.take().ok_or_else(|| err(StatusCode::BAD_REQUEST, "INVALID_MESSAGE", "the upload ends inside the header"))?;
         let file = self.file.take().ok_or_else(|| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", "closed"))?;
@@ -182,9 +182,9 @@ impl Incoming {
             file_name: c.file_name,
             shared_with: vec![],
         };
-        if let Err(e) = gw.db.insert(&o) {
+        if let Err(e) = gw.db.insert(&o).await {
             let _ = std::fs::remove_file(local.blob_path(&o.owner, &o.id));
-            return Err(err(StatusCode::CONFLICT, "CONFLICT", format!("cannot record the object: {e}")));
+            return Err(if e.kind == Kind::Conflict { conflict() } else { meta::api_error(&e) });
         }
         tracing::info!(object = %o.id, owner = %o.owner, size = o.size, "stored");
         Ok(o)

@@ -12,7 +12,6 @@ mod audit;
 mod caller;
 pub mod config;
 mod data_key;
-mod db;
 pub mod demo;
 mod direct;
 mod errors;
@@ -20,6 +19,7 @@ mod health;
 mod incoming;
 mod kms_cache;
 mod listener;
+mod meta;
 mod objects;
 mod origin;
 mod peer;
@@ -43,7 +43,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 pub use config::Config;
-use db::Db;
+use meta::Metadata;
 
 use crate::kms_client::Kms;
 
@@ -55,7 +55,8 @@ pub struct Gateway {
     pub key_arn: String,
     /// Every ARN the configured key (or alias) has resolved to.
     known_keys: Mutex<HashSet<String>>,
-    pub db: Db,
+    /// Object metadata: SQLite in the data directory, or PostgreSQL.
+    db: Arc<dyn Metadata>,
     /// Where blobs are kept.
     store: Arc<dyn storage::Storage>,
     /// The same store when it is the local directory (uploads through the gateway).
@@ -99,6 +100,22 @@ async fn open_store(config: &Config) -> Result<(Arc<dyn storage::Storage>, Optio
     }
 }
 
+/// The configured metadata database: PostgreSQL when `database_url` (or
+/// `KMS_ENVELOPE_DATABASE_URL`) is set, else SQLite in the data directory.
+async fn open_metadata(config: &Config) -> Result<Arc<dyn Metadata>, String> {
+    let url = std::env::var("KMS_ENVELOPE_DATABASE_URL").ok().filter(|u| !u.is_empty()).or_else(|| config.database_url.as_ref().map(|u| u.0.clone()));
+    if let Some(url) = url {
+        let c = meta::PostgresConfig { url, ca: config.database_ca.clone(), pool: config.database_pool };
+        return Ok(Arc::new(meta::Postgres::open(&c).await?));
+    }
+    let path = config.data_dir.join("gateway.sqlite3");
+    if !path.exists() {
+        // SQLite gives the WAL and SHM files the database file's mode.
+        drop(crate::private_fs::create_new(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?);
+    }
+    Ok(Arc::new(meta::Sqlite::open(&path)?))
+}
+
 /// The key size, from the length of its DER SPKI.
 pub fn key_spec(der: &[u8]) -> &'static str {
     match der.len() {
@@ -123,12 +140,7 @@ impl Gateway {
         for f in ["gateway.sqlite3", "gateway.sqlite3-wal", "gateway.sqlite3-shm", "audit.log", "demo-users.json"] {
             crate::private_fs::tighten_if_present(&data.join(f), crate::private_fs::FILE_MODE)?;
         }
-        let db_path = data.join("gateway.sqlite3");
-        if !db_path.exists() {
-            // SQLite gives the WAL and SHM files the database file's mode.
-            drop(crate::private_fs::create_new(&db_path).map_err(|e| format!("cannot create {}: {e}", db_path.display()))?);
-        }
-        let db = Db::open(&db_path)?;
+        let db = open_metadata(&config).await?;
         // The key must be an RSA key for encryption; say so now rather than at the first upload.
         let (arn, spec, usage, state) = kms.describe(&config.key).await.map_err(|f| f.detail)?;
         if !spec.starts_with("RSA_") || usage != "ENCRYPT_DECRYPT" {
@@ -176,7 +188,8 @@ impl Gateway {
             readiness: Default::default(),
         };
         if let Some(local) = &g.local {
-            local.recover(&g.db.all_keys().into_iter().collect())?;
+            let keys = g.db.all_keys().await.map_err(|e| format!("cannot list objects: {e}"))?;
+            local.recover(&keys.into_iter().collect())?;
         }
         Ok(Arc::new(g))
     }

@@ -12,7 +12,7 @@ use kms_envelope_server::api::{parse_json, valid_object_id, ShareRequest};
 use serde_json::json;
 
 use super::caller::{authenticate, Caller};
-use super::db::Object;
+use super::meta::{self, Object};
 use super::errors::{err, ApiError};
 use super::peer::Peer;
 use super::request::{json_content_type, query_param, read_body, JSON_MAX};
@@ -35,21 +35,21 @@ pub fn not_found() -> ApiError {
 }
 
 /// The object `owner`/`id` if `who` may read it.
-fn readable(gw: &Gateway, owner: &str, id: &str, who: &str) -> Result<Object, ApiError> {
+async fn readable(gw: &Gateway, owner: &str, id: &str, who: &str) -> Result<Object, ApiError> {
     if !valid_object_id(id) {
         return Err(not_found());
     }
-    gw.db.get(owner, id).filter(|o| entitled(o, who)).ok_or_else(not_found)
+    gw.db.get(owner, id).await.map_err(|e| meta::api_error(&e))?.filter(|o| entitled(o, who)).ok_or_else(not_found)
 }
 
 /// The caller's own object `id` (sharing and deleting are the owner's).
-fn owned(gw: &Gateway, caller: &Caller, id: &str) -> Result<Object, ApiError> {
-    readable(gw, &caller.user, id, &caller.user)
+async fn owned(gw: &Gateway, caller: &Caller, id: &str) -> Result<Object, ApiError> {
+    readable(gw, &caller.user, id, &caller.user).await
 }
 
 pub async fn list(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, req: Request) -> Result<Response, ApiError> {
     let who = authenticate(&gw, &peer, &method, req.headers())?.user;
-    let objects: Vec<_> = gw.db.list_for(&who).iter().map(object_json).collect();
+    let objects: Vec<_> = gw.db.list_for(&who).await.map_err(|e| meta::api_error(&e))?.iter().map(object_json).collect();
     Ok(Json(json!({ "objects": objects })).into_response())
 }
 
@@ -61,7 +61,7 @@ pub async fn download(State(gw): State<Shared>, Extension(peer): Extension<Peer>
     use tower::ServiceExt;
     let who = authenticate(&gw, &peer, &method, req.headers())?.user;
     let owner = query_param(req.uri().query(), "owner").unwrap_or_else(|| who.clone());
-    let o = readable(&gw, &owner, &id, &who)?;
+    let o = readable(&gw, &owner, &id, &who).await?;
     match gw.store.access(&o.owner, &o.id, gw.presign_lifetime()).await.map_err(|f| storage::api_error(&f))? {
         Access::Url(url) => {
             let location = HeaderValue::from_str(&url).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
@@ -86,7 +86,7 @@ pub async fn download(State(gw): State<Shared>, Extension(peer): Extension<Peer>
 pub async fn location(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
     let who = authenticate(&gw, &peer, &method, req.headers())?.user;
     let owner = query_param(req.uri().query(), "owner").unwrap_or_else(|| who.clone());
-    let o = readable(&gw, &owner, &id, &who)?;
+    let o = readable(&gw, &owner, &id, &who).await?;
     let lifetime = gw.presign_lifetime();
     let expires = crate::localkms::now() + lifetime.as_secs_f64();
     let (url, direct) = match gw.store.access(&o.owner, &o.id, lifetime).await.map_err(|f| storage::api_error(&f))? {
@@ -101,13 +101,13 @@ pub async fn location(State(gw): State<Shared>, Extension(peer): Extension<Peer>
 
 pub async fn delete(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
     let caller = authenticate(&gw, &peer, &method, req.headers())?;
-    let o = owned(&gw, &caller, &id)?;
+    let o = owned(&gw, &caller, &id).await?;
     // The row goes first: a blob without a row is invisible (and, in the
     // local directory, removed at startup). Only the request that removed
     // the row removes the blob, so a concurrent delete cannot remove a new
     // upload's blob of the same id.
-    let removed = gw.db.delete(&o.owner, &o.id).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
-    if removed == 0 {
+    let removed = gw.db.delete(&o.owner, &o.id).await.map_err(|e| meta::api_error(&e))?;
+    if !removed {
         return Err(not_found());
     }
     if let Err(f) = gw.store.delete(&o.owner, &o.id).await {
@@ -123,22 +123,22 @@ pub async fn share(State(gw): State<Shared>, Extension(peer): Extension<Peer>, m
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body, JSON_MAX).await?;
     let r: ShareRequest = parse_json(&body).map_err(|r| err(StatusCode::BAD_REQUEST, r.code, r.reason))?;
-    let o = owned(&gw, &caller, &id)?;
+    let o = owned(&gw, &caller, &id).await?;
     if !gw.config.users.iter().any(|u| u.name == r.user) {
         return Err(err(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "no such user"));
     }
-    let new = gw.db.share(&o.owner, &o.id, &r.user).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
+    let new = gw.db.share(&o.owner, &o.id, &r.user, crate::localkms::now()).await.map_err(|e| meta::api_error(&e))?;
     if new {
         gw.audit.event(&caller.user, &o.owner, &o.id, "share", &r.user);
     }
-    Ok(Json(object_json(&gw.db.get(&o.owner, &o.id).ok_or_else(not_found)?)).into_response())
+    Ok(Json(object_json(&gw.db.get(&o.owner, &o.id).await.map_err(|e| meta::api_error(&e))?.ok_or_else(not_found)?)).into_response())
 }
 
 /// `GET /v1/objects/{id}/shares` → `{ shares: [{ user, granted }] }` (owner only).
 pub async fn shares(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
     let caller = authenticate(&gw, &peer, &method, req.headers())?;
-    let o = owned(&gw, &caller, &id)?;
-    let shares: Vec<_> = gw.db.shares(&o.owner, &o.id).into_iter().map(|(user, granted)| json!({ "user": user, "granted": granted })).collect();
+    let o = owned(&gw, &caller, &id).await?;
+    let shares: Vec<_> = gw.db.shares(&o.owner, &o.id).await.map_err(|e| meta::api_error(&e))?.into_iter().map(|(user, granted)| json!({ "user": user, "granted": granted })).collect();
     Ok(Json(json!({ "shares": shares })).into_response())
 }
 
@@ -147,8 +147,8 @@ pub async fn shares(State(gw): State<Shared>, Extension(peer): Extension<Peer>, 
 /// sits behind this same authorization).
 pub async fn unshare(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, Path((id, user)): Path<(String, String)>, req: Request) -> Result<Response, ApiError> {
     let caller = authenticate(&gw, &peer, &method, req.headers())?;
-    let o = owned(&gw, &caller, &id)?;
-    let removed = gw.db.unshare(&o.owner, &o.id, &user).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", e.to_string()))?;
+    let o = owned(&gw, &caller, &id).await?;
+    let removed = gw.db.unshare(&o.owner, &o.id, &user).await.map_err(|e| meta::api_error(&e))?;
     if !removed {
         return Err(err(StatusCode::NOT_FOUND, "NOT_FOUND", "the object is not shared with this user"));
     }

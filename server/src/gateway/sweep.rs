@@ -28,16 +28,25 @@ pub async fn run(gw: &Gateway) -> Swept {
     gw.uploads.sweep();
     let mut swept = Swept::default();
     let now = crate::localkms::now();
-    for u in gw.db.uploads().into_iter().filter(|u| gw.upload_expired(u, now)) {
+    let uploads = match gw.db.uploads().await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list direct uploads");
+            return swept;
+        }
+    };
+    for u in uploads.into_iter().filter(|u| gw.upload_expired(u, now)) {
         let key = gw.store.key(&u.owner, &u.object_id);
         if let Err(f) = gw.store.abort_multipart(&key, &u.store_upload_id).await {
             tracing::warn!(upload = %u.id, error = %f.detail, "cannot abort an expired upload yet");
             continue;
         }
-        if !gw.db.exists(&u.owner, &u.object_id) && gw.store.delete(&u.owner, &u.object_id).await.is_err() {
-            continue;
+        match gw.db.exists(&u.owner, &u.object_id).await {
+            Ok(false) if gw.store.delete(&u.owner, &u.object_id).await.is_err() => continue,
+            Ok(_) => {}
+            Err(_) => continue,
         }
-        if gw.db.delete_upload(&u.id).unwrap_or(false) {
+        if gw.db.delete_upload(&u.id).await.unwrap_or(false) {
             tracing::info!(upload = %u.id, owner = %u.owner, "expired upload aborted");
             swept.expired += 1;
         }
@@ -53,7 +62,7 @@ pub async fn run(gw: &Gateway) -> Swept {
         }
     };
     // Read after the listing: an upload recorded meanwhile is in here.
-    let uploads = gw.db.uploads();
+    let Ok(uploads) = gw.db.uploads().await else { return swept };
     let known: HashSet<&str> = uploads.iter().map(|u| u.store_upload_id.as_str()).collect();
     let young = |p: &super::storage::Pending| p.initiated.is_some_and(|t| now - t < gw.config.upload_idle_seconds as f64);
     for p in pending.iter().filter(|p| !known.contains(p.upload_id.as_str()) && !young(p)) {

@@ -72,7 +72,7 @@ pub async fn upload(State(gw): State<Shared>, Extension(peer): Extension<Peer>, 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(gw.config.upload_max_seconds);
     let stall = Duration::from_secs(gw.config.upload_stall_seconds.max(1));
     while let Some(chunk) = next_chunk(&mut stream, deadline, stall).await? {
-        if let Err(e) = object.push(&gw, &chunk) {
+        if let Err(e) = object.push(&gw, &chunk).await {
             // Read and drop the rest (within the same limits) so that a
             // client still sending gets this answer, not a broken pipe;
             // not for a body whose chunks are themselves the abuse.
@@ -83,7 +83,7 @@ pub async fn upload(State(gw): State<Shared>, Extension(peer): Extension<Peer>, 
         }
         object.settle();
     }
-    let o = object.commit(&gw)?;
+    let o = object.commit(&gw).await?;
     Ok((StatusCode::CREATED, Json(object_json(&o))).into_response())
 }
 
@@ -186,7 +186,7 @@ async fn receive_part(gw: &Gateway, object: &mut Incoming, stream: &mut axum::bo
         if part > MAX_PART {
             return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "TOO_LARGE", format!("parts are limited to {MAX_PART} bytes")));
         }
-        object.push(gw, &chunk)?;
+        object.push(gw, &chunk).await?;
     }
     Ok(())
 }
@@ -198,7 +198,7 @@ pub async fn upload_complete(State(gw): State<Shared>, Extension(peer): Extensio
         return super::direct::complete(&gw, &who, &id, &headers, req).await;
     }
     let object = gw.uploads.end(&id, &who).map_err(|(s, m)| err(s, "UPLOAD", m))?;
-    let o = object.commit(&gw)?;
+    let o = object.commit(&gw).await?;
     Ok((StatusCode::CREATED, Json(object_json(&o))).into_response())
 }
 

@@ -2,6 +2,8 @@
 //! embedded local KMS, users alice, bob and carol, and HTTP helpers.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -50,11 +52,94 @@ pub fn setup(dir: &Path, max: u64) {
 /// A key in a fresh local KMS and a gateway configuration with `extra` lines.
 pub fn setup_with(dir: &Path, max: u64, extra: &str) {
     cli(&["keys", "--data-dir", dir.join("data").to_str().unwrap(), "create", "--spec", "RSA_2048", "--alias", "files"]);
-    let mut cfg = format!("listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nkey = \"alias/files\"\nmax_object_bytes = {max}\n{extra}\n");
+    let mut cfg = format!("listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nkey = \"alias/files\"\nmax_object_bytes = {max}\n{}{extra}\n", if extra.contains("database_url") { String::new() } else { database_lines() });
     for (u, t) in TOKENS {
         cfg += &format!("[[users]]\nname = \"{u}\"\ntoken_sha256 = \"{}\"\n", hex_sha256(t.as_bytes()));
     }
     std::fs::write(dir.join("gateway.toml"), cfg).unwrap();
+}
+
+/// Whether the gateways of this run keep metadata in PostgreSQL
+/// (`KMS_ENVELOPE_TEST_POSTGRES=1`: every gateway a test configures gets a
+/// database of its own on one scratch server) rather than SQLite.
+pub fn on_postgres() -> bool {
+    std::env::var("KMS_ENVELOPE_TEST_POSTGRES").is_ok_and(|v| v == "1")
+}
+
+/// The scratch PostgreSQL server of this test binary (tests/interop/pg_scratch.py),
+/// stopped when the binary exits (its stdin closes).
+pub struct PgScratch {
+    stdin: ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+    _child: Child,
+    pub ca: String,
+    next: usize,
+}
+
+impl PgScratch {
+    fn command(&mut self, cmd: &str, answer: &str) -> String {
+        writeln!(self.stdin, "{cmd}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        assert!(line.starts_with(answer), "pg_scratch.py {cmd}: {line:?}");
+        line.trim().to_owned()
+    }
+
+    /// A new, empty database: its URL.
+    pub fn database(&mut self) -> String {
+        self.next += 1;
+        let name = format!("gw_{}_{}", std::process::id(), self.next);
+        self.command(&format!("db {name}"), "db ").split_whitespace().nth(1).unwrap().to_owned()
+    }
+
+    pub fn stop(&mut self) {
+        self.command("stop", "stopped");
+    }
+
+    pub fn start(&mut self) {
+        self.command("start", "started");
+    }
+}
+
+impl PgScratch {
+    /// A server of its own (a test that stops and starts it).
+    pub fn spawn() -> PgScratch {
+        let mut child = Command::new("python3")
+            .arg(root().join("tests/interop/pg_scratch.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.first(), Some(&"ready"), "pg_scratch.py: {line:?}");
+        let ca = words[2].to_owned();
+        PgScratch { stdin: child.stdin.take().unwrap(), stdout, _child: child, ca, next: 0 }
+    }
+
+    /// Configuration lines for a fresh database of this server, over TLS.
+    pub fn config_lines(&mut self) -> String {
+        let url = self.database();
+        format!("database_url = \"{url}\"\ndatabase_ca = \"{}\"\n", self.ca)
+    }
+}
+
+/// The server this test binary's gateways share.
+pub fn pg() -> std::sync::MutexGuard<'static, PgScratch> {
+    static PG: std::sync::OnceLock<std::sync::Mutex<PgScratch>> = std::sync::OnceLock::new();
+    PG.get_or_init(|| std::sync::Mutex::new(PgScratch::spawn())).lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Configuration lines for the metadata database of a new gateway: none
+/// (SQLite), or a fresh PostgreSQL database reached over TLS.
+pub fn database_lines() -> String {
+    if !on_postgres() {
+        return String::new();
+    }
+    pg().config_lines()
 }
 
 pub fn hex_sha256(b: &[u8]) -> String {

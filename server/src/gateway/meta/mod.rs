@@ -1,0 +1,166 @@
+//! Object metadata: which blob belongs to whom, under which key, shared
+//! with whom, and the direct uploads in progress. One seam, [`Metadata`],
+//! and two databases behind it: SQLite in the data directory (the embedded
+//! default, one gateway) and PostgreSQL (`database_url`, any number of
+//! gateways sharing it).
+//!
+//! Object ids are unique per owner: an id names an object together with
+//! its owner (the encryption context carries both), so no user can learn
+//! that another user's id exists, or take an id before its owner uses it.
+//! The database enforces that uniqueness (its primary key), not the
+//! process: of two gateways recording one id, one gets [`Kind::Conflict`].
+//!
+//! Errors are typed by what went wrong ([`Kind`], from the database's error
+//! code, never its message), so routes answer by kind.
+
+mod postgres;
+mod sqlite;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+
+pub use postgres::{Postgres, PostgresConfig};
+pub use sqlite::Sqlite;
+
+use super::errors::{err, retry_after, ApiError};
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Object {
+    pub id: String,
+    pub owner: String,
+    pub key_arn: String,
+    pub size: u64,
+    pub created: f64,
+    pub file_name: Option<String>,
+    pub shared_with: Vec<String>,
+}
+
+/// A direct upload in progress: the object id it was issued, and the
+/// store's multipart upload id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upload {
+    pub id: String,
+    pub owner: String,
+    pub object_id: String,
+    pub store_upload_id: String,
+    pub part_bytes: u64,
+    pub created: f64,
+    pub touched: f64,
+}
+
+/// What went wrong in the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A row with this key exists already (an object id taken, an upload recorded twice).
+    Conflict,
+    /// The database did not answer (down, unreachable, no free connection in time).
+    Unavailable,
+    Other,
+}
+
+/// A failed database operation: its kind, and a description for logs
+/// (never a password or a connection string).
+#[derive(Clone, Debug)]
+pub struct Error {
+    pub kind: Kind,
+    pub detail: String,
+}
+
+impl Error {
+    pub fn new(kind: Kind, detail: impl Into<String>) -> Error {
+        Error { kind, detail: detail.into() }
+    }
+}
+
+impl Error {
+    /// The kind, for logs and audit records.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Conflict => "conflict",
+            Kind::Unavailable => "database unavailable",
+            Kind::Other => "database error",
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The API's answer to a database failure.
+pub fn api_error(e: &Error) -> ApiError {
+    match e.kind {
+        Kind::Conflict => err(StatusCode::CONFLICT, "CONFLICT", "you already have an object with this id"),
+        Kind::Unavailable => {
+            tracing::warn!(error = %e.detail, "the database is unavailable");
+            retry_after(StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE", "the metadata database is unavailable: try again in a moment", Duration::from_secs(5))
+        }
+        Kind::Other => {
+            tracing::error!(error = %e.detail, "database error");
+            err(StatusCode::INTERNAL_SERVER_ERROR, "DATABASE", "the metadata database failed")
+        }
+    }
+}
+
+/// Where metadata lives. Every method is one statement or one transaction.
+#[async_trait::async_trait]
+pub trait Metadata: Send + Sync {
+    /// Whether the database answers (readiness).
+    async fn ping(&self) -> Result<()>;
+
+    /// Records an object; [`Kind::Conflict`] if the owner has one of this id.
+    async fn insert(&self, o: &Object) -> Result<()>;
+
+    async fn exists(&self, owner: &str, id: &str) -> Result<bool>;
+
+    /// The object and who it is shared with.
+    async fn get(&self, owner: &str, id: &str) -> Result<Option<Object>>;
+
+    /// Objects the user owns or that are shared with them, newest first.
+    async fn list_for(&self, user: &str) -> Result<Vec<Object>>;
+
+    /// Every object as (owner, id).
+    async fn all_keys(&self) -> Result<Vec<(String, String)>>;
+
+    /// Removes the object (and its shares); whether it was there.
+    async fn delete(&self, owner: &str, id: &str) -> Result<bool>;
+
+    /// Shares the object with `user`; whether the share is new.
+    async fn share(&self, owner: &str, id: &str, user: &str, now: f64) -> Result<bool>;
+
+    /// Revokes `user`'s share; whether there was one.
+    async fn unshare(&self, owner: &str, id: &str, user: &str) -> Result<bool>;
+
+    /// The object's shares: (user, when granted), by user.
+    async fn shares(&self, owner: &str, id: &str) -> Result<Vec<(String, f64)>>;
+
+    /// Records a direct upload the store has started; [`Kind::Conflict`]
+    /// if its id, or its object id for the owner, is taken.
+    async fn insert_upload(&self, u: &Upload) -> Result<()>;
+
+    async fn upload(&self, id: &str) -> Result<Option<Upload>>;
+
+    /// Marks the upload active at `now` (idle ones expire).
+    async fn touch_upload(&self, id: &str, now: f64) -> Result<()>;
+
+    /// Forgets an upload; whether it was there (only one caller ends it).
+    async fn delete_upload(&self, id: &str) -> Result<bool>;
+
+    /// Every direct upload in progress, oldest first.
+    async fn uploads(&self) -> Result<Vec<Upload>>;
+
+    /// Direct uploads in progress: the owner's, and everybody's.
+    async fn count_uploads(&self, owner: &str) -> Result<(usize, usize)>;
+
+    /// Makes a direct upload an object, in one transaction: the object's
+    /// row in, the upload's row out. `false` if the upload was ended
+    /// meanwhile (cancelled, expired); [`Kind::Conflict`] if the id is taken.
+    async fn finish_upload(&self, upload_id: &str, o: &Object) -> Result<bool>;
+}
