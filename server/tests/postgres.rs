@@ -44,6 +44,7 @@ fn instance(dir: &Path, kms: &str, kms_creds: &Path, db: &str, s3: &str) -> Gw {
     std::fs::create_dir_all(dir).unwrap();
     let mut cfg = format!(
         "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nkey = \"alias/files\"\nkms_endpoint = \"{kms}\"\nmax_object_bytes = {}\n{db}\
+         decrypt_burst = 4\ndecrypt_rate_per_second = 0.01\nkms_cache_seconds = 0\n\
          storage = \"s3\"\ns3_bucket = \"{BUCKET}\"\ns3_prefix = \"{PREFIX}\"\ns3_endpoint = \"{s3}\"\ns3_path_style = true\npart_bytes = {PART}\n",
         64 << 20
     );
@@ -122,6 +123,20 @@ fn two_gateways_share_one_database_bucket_and_kms() {
     assert_eq!(listed(&a, "carol"), [format!("carol/{object2}")]);
     assert!(download(&b, "carol", "carol", &object2) == blob2, "the losing completion left the winner's blob alone");
 
+    // One data-key budget for carol across both instances (a burst of 4).
+    let got: Vec<bool> = (0..6).map(|i| data_key(if i % 2 == 0 { &a } else { &b }, "carol", &arn, &blob2).is_ok()).collect();
+    assert_eq!(got, [true, true, true, true, false, false], "4 across both, then 429 on either");
+
+    // A session made on A is one on B; ended on B, it is over on A.
+    let (s, login, cookie) = session_request(&a, "POST", "/v1/login", None, Some(json!({ "user": "alice", "token": TOKENS[0].1 })));
+    assert_eq!(s, 200, "{login}");
+    let cookie = cookie.unwrap();
+    assert_eq!(session_request(&b, "GET", "/v1/session", Some(&cookie), None).1["user"], "alice");
+    let csrf = login["csrfToken"].as_str().unwrap();
+    let r = ureq::post(&format!("{}/v1/logout", b.url)).set("cookie", &cookie).set("x-csrf-token", csrf).call().unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(session_request(&a, "GET", "/v1/session", Some(&cookie), None).0, 401);
+
     // Deleted through B: gone for A, from the bucket too.
     let r = ureq::delete(&format!("{}/v1/objects/{object}", b.url)).set("authorization", &token("alice")).call().unwrap();
     assert_eq!(r.status(), 204);
@@ -168,6 +183,25 @@ fn readiness_and_answers_follow_the_database() {
     assert_eq!(gw.decrypt_key(Some("alice"), &request_for(&kept)).0, 200);
     let again = gw.seal("alice", "after", "a.bin", b"after the outage");
     assert_eq!(gw.upload(Some("alice"), &again).0, 201);
+}
+
+/// A request with an optional session cookie and JSON body: (status, body, the session cookie set).
+fn session_request(gw: &Gw, method: &str, path: &str, cookie: Option<&str>, body: Option<Value>) -> (u16, Value, Option<String>) {
+    let mut req = ureq::request(method, &format!("{}{path}", gw.url));
+    if let Some(c) = cookie {
+        req = req.set("cookie", c);
+    }
+    let r = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    let r = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(s, r)) => return (s, r.into_json().unwrap_or(Value::Null), None),
+        Err(e) => panic!("{e}"),
+    };
+    let set = r.header("set-cookie").and_then(|c| c.split(';').next()).map(str::to_owned);
+    (r.status(), r.into_json().unwrap(), set)
 }
 
 /// An upload's body for `gw` (object id `during-outage`).

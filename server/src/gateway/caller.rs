@@ -21,6 +21,7 @@ use std::sync::atomic::Ordering;
 use axum::http::{HeaderMap, Method, StatusCode};
 
 use super::errors::{err, retry_after, ApiError};
+use super::meta::Take;
 use super::peer::Peer;
 use super::session::{self, Credential};
 use super::Gateway;
@@ -46,16 +47,21 @@ pub fn failure_key(user: Option<&str>, peer: &Peer) -> String {
 }
 
 /// 429 while `key` has failed too often.
-pub fn not_throttled(gw: &Gateway, key: &str) -> Result<(), ApiError> {
-    gw.auth_failures.blocked(key).map_err(|wait| {
+pub async fn not_throttled(gw: &Gateway, key: &str) -> Result<(), ApiError> {
+    gw.auth_throttle(key, Take::Peek).await?.map_err(|wait| {
         gw.audit.refusals.auth_throttled.fetch_add(1, Ordering::Relaxed);
         retry_after(StatusCode::TOO_MANY_REQUESTS, "AUTH_THROTTLED", "too many failed sign-ins or tokens from this address; wait", wait)
     })
 }
 
+/// Counts a failed authentication against `key`.
+pub async fn charge_failure(gw: &Gateway, key: &str) -> Result<(), ApiError> {
+    gw.auth_throttle(key, Take::One).await.map(|_| ())
+}
+
 /// Authenticates a request. A cookie alone never authorizes a state
 /// change: those need the CSRF token and a request from the web app's origin.
-pub fn authenticate(gw: &Gateway, peer: &Peer, method: &Method, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub async fn authenticate(gw: &Gateway, peer: &Peer, method: &Method, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let refused = || {
         gw.audit.refusals.unauthenticated.fetch_add(1, Ordering::Relaxed);
         unauthorized()
@@ -65,13 +71,13 @@ pub fn authenticate(gw: &Gateway, peer: &Peer, method: &Method, headers: &Header
             Some(u) => Ok(Caller { user: u.to_owned(), session: None }),
             None => {
                 let key = failure_key(None, peer);
-                not_throttled(gw, &key)?;
-                gw.auth_failures.charge(&key);
+                not_throttled(gw, &key).await?;
+                charge_failure(gw, &key).await?;
                 Err(refused())
             }
         },
         Credential::Cookie(id) => {
-            let (user, csrf) = gw.sessions.get(id).ok_or_else(refused)?;
+            let (user, csrf) = gw.sessions.get(id).await?.ok_or_else(refused)?;
             if session::changes_state(method) && !(session::csrf_ok(headers, &csrf) && session::same_origin(headers, gw.origins())) {
                 return Err(err(StatusCode::FORBIDDEN, "CSRF", "a cross-site request, or no X-CSRF-Token: refused"));
             }

@@ -68,8 +68,8 @@ pub async fn decrypt_data_key(State(gw): State<Shared>, Extension(peer): Extensi
         gw.audit.refusals.tls_required.fetch_add(1, Ordering::Relaxed);
         return Err(err(StatusCode::FORBIDDEN, "TLS_REQUIRED", "data keys are only served over HTTPS"));
     }
-    let who = authenticate(&gw, &peer, &method, req.headers())?.user;
-    if let Err(wait) = gw.decrypt_limit.check(&who) {
+    let who = authenticate(&gw, &peer, &method, req.headers()).await?.user;
+    if let Err(wait) = gw.spend_data_key(&who).await? {
         gw.audit.refusals.rate_limited.fetch_add(1, Ordering::Relaxed);
         return Err(retry_after(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "too many data-key requests; retry later", wait));
     }

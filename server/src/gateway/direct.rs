@@ -110,7 +110,7 @@ pub async fn start(gw: &Gateway, who: &str) -> Result<Response, ApiError> {
 /// `POST /v1/uploads/{id}/parts` `{ partNumbers }` → presigned `UploadPart`
 /// URLs, valid for `presign_seconds`.
 pub async fn parts(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, headers: HeaderMap, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
-    let who = authenticate(&gw, &peer, &method, &headers)?.user;
+    let who = authenticate(&gw, &peer, &method, &headers).await?.user;
     if !gw.store.direct() {
         return Err(api_error(&super::storage::Failure::new(super::storage::Kind::Unsupported, "this gateway stores objects itself: PUT /v1/uploads/ID?offset=N")));
     }

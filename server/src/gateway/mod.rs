@@ -64,9 +64,10 @@ pub struct Gateway {
     pub audit: audit::AuditLog,
     users: Vec<(String, [u8; 32])>,
     sessions: session::Sessions,
-    decrypt_limit: ratelimit::RateLimiter,
+    /// Data-key requests per user.
+    decrypt_bucket: meta::Bucket,
     /// Failed authentication per (user, client address); see `caller`.
-    auth_failures: ratelimit::RateLimiter,
+    auth_bucket: meta::Bucket,
     uploads: uploads::Uploads,
     upload_slots: slots::Slots,
     kms_cache: kms_cache::KmsCache,
@@ -161,9 +162,9 @@ impl Gateway {
             users.push((u.name.clone(), h));
         }
         let audit = audit::AuditLog::open(&data.join("audit.log"))?;
-        let sessions = session::Sessions::new(Duration::from_secs(config.session_hours.max(1) * 3600));
-        let decrypt_limit = ratelimit::RateLimiter::new(config.decrypt_rate_per_second, config.decrypt_burst);
-        let auth_failures = ratelimit::RateLimiter::new(config.auth_failures_per_minute / 60.0, config.auth_failure_burst);
+        let sessions = session::Sessions::new(db.clone(), Duration::from_secs(config.session_hours.max(1) * 3600));
+        let decrypt_bucket = meta::Bucket { rate: config.decrypt_rate_per_second.max(0.001), burst: f64::from(config.decrypt_burst.max(1)) };
+        let auth_bucket = meta::Bucket { rate: (config.auth_failures_per_minute / 60.0).max(0.001), burst: f64::from(config.auth_failure_burst.max(1)) };
         let upload_slots = slots::Slots::new(config.max_uploads_per_user, config.max_uploads);
         let kms_cache = kms_cache::KmsCache::new(Duration::from_secs(config.kms_cache_seconds), config.kms_cache_entries);
         let known_keys = Mutex::new(HashSet::from([key_arn.clone()]));
@@ -178,8 +179,8 @@ impl Gateway {
             audit,
             users,
             sessions,
-            decrypt_limit,
-            auth_failures,
+            decrypt_bucket,
+            auth_bucket,
             uploads: Default::default(),
             upload_slots,
             kms_cache,
@@ -220,6 +221,17 @@ impl Gateway {
     /// Lifetime of presigned URLs.
     pub fn presign_lifetime(&self) -> Duration {
         Duration::from_secs(self.config.presign_seconds)
+    }
+
+    /// Spends one of `who`'s data-key requests (one budget across every
+    /// instance sharing the database): `Err(wait)` when it is spent.
+    pub async fn spend_data_key(&self, who: &str) -> Result<Result<(), Duration>, errors::ApiError> {
+        self.db.take(&format!("decrypt:{who}"), self.decrypt_bucket, meta::Take::One).await.map_err(|e| meta::api_error(&e))
+    }
+
+    /// The failed-authentication budget of `key`: looked at, or spent by one failure.
+    pub async fn auth_throttle(&self, key: &str, take: meta::Take) -> Result<Result<(), Duration>, errors::ApiError> {
+        self.db.take(&format!("auth:{key}"), self.auth_bucket, take).await.map_err(|e| meta::api_error(&e))
     }
 
     fn note_key(&self, arn: &str) {

@@ -48,7 +48,7 @@ async fn owned(gw: &Gateway, caller: &Caller, id: &str) -> Result<Object, ApiErr
 }
 
 pub async fn list(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, req: Request) -> Result<Response, ApiError> {
-    let who = authenticate(&gw, &peer, &method, req.headers())?.user;
+    let who = authenticate(&gw, &peer, &method, req.headers()).await?.user;
     let objects: Vec<_> = gw.db.list_for(&who).await.map_err(|e| meta::api_error(&e))?.iter().map(object_json).collect();
     Ok(Json(json!({ "objects": objects })).into_response())
 }
@@ -59,7 +59,7 @@ pub async fn list(State(gw): State<Shared>, Extension(peer): Extension<Peer>, me
 /// gateway carries no file bytes).
 pub async fn download(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
     use tower::ServiceExt;
-    let who = authenticate(&gw, &peer, &method, req.headers())?.user;
+    let who = authenticate(&gw, &peer, &method, req.headers()).await?.user;
     let owner = query_param(req.uri().query(), "owner").unwrap_or_else(|| who.clone());
     let o = readable(&gw, &owner, &id, &who).await?;
     match gw.store.access(&o.owner, &o.id, gw.presign_lifetime()).await.map_err(|f| storage::api_error(&f))? {
@@ -84,7 +84,7 @@ pub async fn download(State(gw): State<Shared>, Extension(peer): Extension<Peer>
 /// S3 a presigned URL (no credentials needed until `expiresAt`); otherwise
 /// the gateway's download route, authenticated as any other request.
 pub async fn location(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
-    let who = authenticate(&gw, &peer, &method, req.headers())?.user;
+    let who = authenticate(&gw, &peer, &method, req.headers()).await?.user;
     let owner = query_param(req.uri().query(), "owner").unwrap_or_else(|| who.clone());
     let o = readable(&gw, &owner, &id, &who).await?;
     let lifetime = gw.presign_lifetime();
@@ -100,7 +100,7 @@ pub async fn location(State(gw): State<Shared>, Extension(peer): Extension<Peer>
 }
 
 pub async fn delete(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
-    let caller = authenticate(&gw, &peer, &method, req.headers())?;
+    let caller = authenticate(&gw, &peer, &method, req.headers()).await?;
     let o = owned(&gw, &caller, &id).await?;
     // The row goes first: a blob without a row is invisible (and, in the
     // local directory, removed at startup). Only the request that removed
@@ -118,7 +118,7 @@ pub async fn delete(State(gw): State<Shared>, Extension(peer): Extension<Peer>, 
 
 /// `POST /v1/objects/{id}/shares` `{ user }`: the owner grants `user` read access.
 pub async fn share(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
-    let caller = authenticate(&gw, &peer, &method, req.headers())?;
+    let caller = authenticate(&gw, &peer, &method, req.headers()).await?;
     json_content_type(req.headers())?;
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body, JSON_MAX).await?;
@@ -136,7 +136,7 @@ pub async fn share(State(gw): State<Shared>, Extension(peer): Extension<Peer>, m
 
 /// `GET /v1/objects/{id}/shares` → `{ shares: [{ user, granted }] }` (owner only).
 pub async fn shares(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
-    let caller = authenticate(&gw, &peer, &method, req.headers())?;
+    let caller = authenticate(&gw, &peer, &method, req.headers()).await?;
     let o = owned(&gw, &caller, &id).await?;
     let shares: Vec<_> = gw.db.shares(&o.owner, &o.id).await.map_err(|e| meta::api_error(&e))?.into_iter().map(|(user, granted)| json!({ "user": user, "granted": granted })).collect();
     Ok(Json(json!({ "shares": shares })).into_response())
@@ -146,7 +146,7 @@ pub async fn shares(State(gw): State<Shared>, Extension(peer): Extension<Peer>, 
 /// gets 404 for the object and no data key for it (the KMS answer cache
 /// sits behind this same authorization).
 pub async fn unshare(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, Path((id, user)): Path<(String, String)>, req: Request) -> Result<Response, ApiError> {
-    let caller = authenticate(&gw, &peer, &method, req.headers())?;
+    let caller = authenticate(&gw, &peer, &method, req.headers()).await?;
     let o = owned(&gw, &caller, &id).await?;
     let removed = gw.db.unshare(&o.owner, &o.id, &user).await.map_err(|e| meta::api_error(&e))?;
     if !removed {

@@ -1,8 +1,10 @@
-//! Rate limits, a token bucket per key: per user for data keys (a stolen
+//! Rate limits, a token bucket per key (in memory, for a gateway on SQLite;
+//! with PostgreSQL every instance spends from one bucket in the database,
+//! see `meta`): per user for data keys (a stolen
 //! session or token cannot drain every data key at KMS speed, and one user
 //! cannot spend the account's shared KMS request quota), and per (user,
 //! client address) for failed authentication, where only failures spend
-//! tokens (`blocked` / `charge`): a correct login is never counted, and a
+//! tokens (`blocked`, and `check` on a failure): a correct login is never counted, and a
 //! client elsewhere cannot lock anyone out; one at the same address only
 //! until the bucket refills.
 
@@ -37,11 +39,6 @@ impl RateLimiter {
     /// `Err(wait)` if `key` has no token left; spends nothing.
     pub fn blocked(&self, key: &str) -> Result<(), Duration> {
         self.with_bucket(key, |tokens| *tokens >= 1.0)
-    }
-
-    /// Spends a token of `key` (a failure), if it has one.
-    pub fn charge(&self, key: &str) {
-        let _ = self.check(key);
     }
 
     /// Refills `key`'s bucket, then lets `f` look at (and spend) its tokens;
@@ -87,8 +84,8 @@ mod tests {
         for _ in 0..100 {
             assert!(l.blocked("alice@127.0.0.1").is_ok(), "looking spends nothing");
         }
-        l.charge("alice@127.0.0.1");
-        l.charge("alice@127.0.0.1");
+        let _ = l.check("alice@127.0.0.1");
+        let _ = l.check("alice@127.0.0.1");
         let wait = l.blocked("alice@127.0.0.1").unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_millis(50), "{wait:?}");
         assert!(l.blocked("alice@10.0.0.9").is_ok(), "another address is not locked out");

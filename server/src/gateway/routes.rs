@@ -48,7 +48,7 @@ use base64::Engine;
 use kms_envelope_server::api::{parse_json, LoginRequest};
 use serde_json::json;
 
-use super::caller::{authenticate, failure_key, not_throttled, unauthorized};
+use super::caller::{authenticate, charge_failure, failure_key, not_throttled, unauthorized};
 use super::errors::{err, ApiError};
 use super::peer::{self, Peer};
 use super::request::{json_content_type, read_body, JSON_MAX};
@@ -176,10 +176,10 @@ async fn login(State(gw): State<Shared>, Extension(peer): Extension<Peer>, req: 
     let body = read_body(&parts.headers, body, JSON_MAX).await?;
     let r: LoginRequest = parse_json(&body).map_err(|r| err(StatusCode::BAD_REQUEST, r.code, r.reason))?;
     let key = failure_key(Some(&r.user), &peer);
-    not_throttled(&gw, &key)?;
+    not_throttled(&gw, &key).await?;
     match gw.user_for_token(&r.token) {
         Some(u) if u == r.user => {
-            let (id, csrf) = gw.sessions.create(u);
+            let (id, csrf) = gw.sessions.create(u).await?;
             tracing::info!(user = u, "signed in");
             let mut resp = Json(json!({ "user": u, "csrfToken": csrf })).into_response();
             let cookie = session::set_cookie(Some(&id), gw.sessions.lifetime());
@@ -187,7 +187,7 @@ async fn login(State(gw): State<Shared>, Extension(peer): Extension<Peer>, req: 
             Ok(resp)
         }
         _ => {
-            gw.auth_failures.charge(&key);
+            charge_failure(&gw, &key).await?;
             gw.audit.refusals.unauthenticated.fetch_add(1, Ordering::Relaxed);
             Err(err(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "wrong user name or token"))
         }
@@ -197,10 +197,10 @@ async fn login(State(gw): State<Shared>, Extension(peer): Extension<Peer>, req: 
 /// Ends the session that authenticated this request, and only that one (a
 /// request authenticated by a bearer token ends no session).
 async fn logout(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, req: Request) -> Result<Response, ApiError> {
-    let caller = authenticate(&gw, &peer, &method, req.headers())?;
+    let caller = authenticate(&gw, &peer, &method, req.headers()).await?;
     let mut r = StatusCode::NO_CONTENT.into_response();
     if let Some(id) = caller.session {
-        gw.sessions.remove(&id);
+        gw.sessions.remove(&id).await?;
         r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&session::set_cookie(None, Duration::ZERO)).expect("cookie"));
     }
     Ok(r)
@@ -208,7 +208,7 @@ async fn logout(State(gw): State<Shared>, Extension(peer): Extension<Peer>, meth
 
 async fn current_session(State(gw): State<Shared>, req: Request) -> Result<Response, ApiError> {
     let id = session::session_cookie(req.headers()).ok_or_else(unauthorized)?;
-    let (user, csrf) = gw.sessions.get(id).ok_or_else(unauthorized)?;
+    let (user, csrf) = gw.sessions.get(id).await?.ok_or_else(unauthorized)?;
     Ok(Json(json!({ "user": user, "csrfToken": csrf })).into_response())
 }
 

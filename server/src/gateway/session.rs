@@ -8,9 +8,8 @@
 //! `Origin`/`Sec-Fetch-Site`, when sent, must say the request comes from the
 //! web app's configured origin.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use axum::http::{header, HeaderMap, Method};
@@ -19,17 +18,15 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::errors::ApiError;
+use super::meta::{self, Metadata, SessionKey};
+
 pub const COOKIE: &str = "kms_envelope_session";
 
-struct Session {
-    user: String,
-    csrf: String,
-    expires: Instant,
-}
-
-/// Live sessions, in memory only: a restart signs everybody out.
+/// Live sessions, in the metadata database: every instance sharing it
+/// honours them, and a restart signs nobody out.
 pub struct Sessions {
-    map: Mutex<HashMap<[u8; 32], Session>>,
+    db: Arc<dyn Metadata>,
     lifetime: Duration,
 }
 
@@ -46,34 +43,31 @@ fn random_token() -> String {
     B64URL.encode(b)
 }
 
-fn id_hash(id: &str) -> [u8; 32] {
-    Sha256::digest(id.as_bytes()).into()
+fn id_hash(id: &str) -> SessionKey {
+    SessionKey(Sha256::digest(id.as_bytes()).into())
 }
 
 impl Sessions {
-    pub fn new(lifetime: Duration) -> Sessions {
-        Sessions { map: Mutex::new(HashMap::new()), lifetime }
+    pub fn new(db: Arc<dyn Metadata>, lifetime: Duration) -> Sessions {
+        Sessions { db, lifetime }
     }
 
     /// A new session for `user`: (session id for the cookie, CSRF token).
-    pub fn create(&self, user: &str) -> (String, String) {
+    pub async fn create(&self, user: &str) -> Result<(String, String), ApiError> {
         let id = random_token();
         let csrf = random_token();
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        map.retain(|_, s| s.expires > now);
-        map.insert(id_hash(&id), Session { user: user.to_owned(), csrf: csrf.clone(), expires: now + self.lifetime });
-        (id, csrf)
+        let expires = crate::localkms::now() + self.lifetime.as_secs_f64();
+        self.db.create_session(&id_hash(&id), user, &csrf, expires).await.map_err(|e| meta::api_error(&e))?;
+        Ok((id, csrf))
     }
 
     /// The session's (user, CSRF token), if it is live.
-    pub fn get(&self, id: &str) -> Option<(String, String)> {
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&id_hash(id)).filter(|s| s.expires > Instant::now()).map(|s| (s.user.clone(), s.csrf.clone()))
+    pub async fn get(&self, id: &str) -> Result<Option<(String, String)>, ApiError> {
+        self.db.session(&id_hash(id), crate::localkms::now()).await.map_err(|e| meta::api_error(&e))
     }
 
-    pub fn remove(&self, id: &str) {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(&id_hash(id));
+    pub async fn remove(&self, id: &str) -> Result<(), ApiError> {
+        self.db.delete_session(&id_hash(id)).await.map_err(|e| meta::api_error(&e))
     }
 
     pub fn lifetime(&self) -> Duration {

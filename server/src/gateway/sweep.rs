@@ -8,7 +8,8 @@
 //!   database does not know (a gateway stopped between starting it and
 //!   recording it, or anything else) is aborted once it is older than
 //!   `upload_idle_seconds` (a younger one may be being recorded now).
-//! - Chunked uploads through the gateway that went idle are dropped.
+//! - Chunked uploads through the gateway that went idle are dropped, and
+//!   expired web sessions forgotten.
 //!
 //! A store that does not answer leaves everything for the next round.
 
@@ -28,6 +29,11 @@ pub async fn run(gw: &Gateway) -> Swept {
     gw.uploads.sweep();
     let mut swept = Swept::default();
     let now = crate::localkms::now();
+    match gw.db.purge_sessions(now).await {
+        Ok(n) if n > 0 => tracing::debug!(sessions = n, "expired sessions forgotten"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot forget expired sessions"),
+    }
     let uploads = match gw.db.uploads().await {
         Ok(u) => u,
         Err(e) => {

@@ -62,7 +62,7 @@ where
 /// Streams an upload to `incoming/`: an acknowledged upload survives a
 /// crash; a failed one leaves nothing.
 pub async fn upload(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, headers: HeaderMap, req: Request) -> Result<Response, ApiError> {
-    let who = authenticate(&gw, &peer, &method, &headers)?.user;
+    let who = authenticate(&gw, &peer, &method, &headers).await?.user;
     let max = gw.config.max_object_bytes;
     if declared_length(&headers).is_some_and(|len| len > max) {
         return Err(incoming::too_large(max));
@@ -106,7 +106,7 @@ where
 /// `POST /v1/uploads`: starts a chunked upload → `{ uploadId, maxPartBytes }`.
 /// For objects in S3, a direct upload (see `direct`).
 pub async fn upload_start(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, headers: HeaderMap) -> Result<Response, ApiError> {
-    let who = authenticate(&gw, &peer, &method, &headers)?.user;
+    let who = authenticate(&gw, &peer, &method, &headers).await?.user;
     if gw.store.direct() {
         return super::direct::start(&gw, &who).await;
     }
@@ -125,7 +125,7 @@ pub async fn upload_part(
     Path(id): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let who = authenticate(&gw, &peer, &method, &headers)?.user;
+    let who = authenticate(&gw, &peer, &method, &headers).await?.user;
     if gw.store.direct() {
         return Err(incoming::not_here());
     }
@@ -193,7 +193,7 @@ async fn receive_part(gw: &Gateway, object: &mut Incoming, stream: &mut axum::bo
 
 /// `POST /v1/uploads/{id}/complete` → 201 and the object, as `POST /v1/objects`.
 pub async fn upload_complete(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, headers: HeaderMap, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
-    let who = authenticate(&gw, &peer, &method, &headers)?.user;
+    let who = authenticate(&gw, &peer, &method, &headers).await?.user;
     if gw.store.direct() {
         return super::direct::complete(&gw, &who, &id, &headers, req).await;
     }
@@ -205,7 +205,7 @@ pub async fn upload_complete(State(gw): State<Shared>, Extension(peer): Extensio
 /// `DELETE /v1/uploads/{id}`: cancels (a part still being received ends it
 /// when it ends); nothing of it remains.
 pub async fn upload_cancel(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let who = authenticate(&gw, &peer, &method, &headers)?.user;
+    let who = authenticate(&gw, &peer, &method, &headers).await?.user;
     if gw.store.direct() {
         return super::direct::cancel(&gw, &who, &id).await;
     }

@@ -51,6 +51,27 @@ pub struct Upload {
     pub touched: f64,
 }
 
+/// A web session as stored: the SHA-256 of its id (the id itself is only
+/// in the browser's cookie), its user, CSRF token and expiry.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct SessionKey(pub [u8; 32]);
+
+/// A token bucket: `rate` tokens a second, at most `burst`, one per request.
+#[derive(Clone, Copy, Debug)]
+pub struct Bucket {
+    pub rate: f64,
+    pub burst: f64,
+}
+
+/// What a bucket check does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Take {
+    /// Spend a token if there is one.
+    One,
+    /// Look only: is there a token?
+    Peek,
+}
+
 /// What went wrong in the database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -163,4 +184,20 @@ pub trait Metadata: Send + Sync {
     /// row in, the upload's row out. `false` if the upload was ended
     /// meanwhile (cancelled, expired); [`Kind::Conflict`] if the id is taken.
     async fn finish_upload(&self, upload_id: &str, o: &Object) -> Result<bool>;
+
+    /// Records a web session: (user, CSRF token), until `expires`.
+    async fn create_session(&self, key: &SessionKey, user: &str, csrf: &str, expires: f64) -> Result<()>;
+
+    /// A session's (user, CSRF token) if it is live at `now`.
+    async fn session(&self, key: &SessionKey, now: f64) -> Result<Option<(String, String)>>;
+
+    async fn delete_session(&self, key: &SessionKey) -> Result<()>;
+
+    /// Forgets sessions expired at `now`: how many.
+    async fn purge_sessions(&self, now: f64) -> Result<u64>;
+
+    /// The token bucket `name` (one for every instance sharing the
+    /// database): `Ok(Ok(()))` if the request may go on, `Ok(Err(wait))`
+    /// when the bucket is empty.
+    async fn take(&self, name: &str, bucket: Bucket, take: Take) -> Result<std::result::Result<(), Duration>>;
 }

@@ -17,7 +17,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 
-use super::{Error, Kind, Metadata, Object, Result, Upload};
+use super::{Bucket, Error, Kind, Metadata, Object, Result, SessionKey, Take, Upload};
 
 /// How to reach the database.
 #[derive(Clone)]
@@ -53,6 +53,16 @@ const MIGRATIONS: &[(i32, &str)] = &[
         "CREATE TABLE uploads (id TEXT PRIMARY KEY, owner TEXT NOT NULL, object_id TEXT NOT NULL,
              store_upload_id TEXT NOT NULL, part_bytes BIGINT NOT NULL, created DOUBLE PRECISION NOT NULL,
              touched DOUBLE PRECISION NOT NULL, UNIQUE (owner, object_id));",
+    ),
+    (
+        3,
+        // Sessions every instance honours; token buckets every instance
+        // spends from (unlogged: a crash refills them, nothing else is lost).
+        "CREATE TABLE sessions (id_hash BYTEA PRIMARY KEY, user_name TEXT NOT NULL, csrf TEXT NOT NULL,
+             expires DOUBLE PRECISION NOT NULL);
+         CREATE INDEX sessions_by_expiry ON sessions (expires);
+         CREATE UNLOGGED TABLE rate_buckets (name TEXT PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL,
+             at DOUBLE PRECISION NOT NULL);",
     ),
 ];
 
@@ -353,6 +363,74 @@ impl Metadata for Postgres {
         tx.commit().await.map_err(fail)?;
         Ok(true)
     }
+
+    async fn create_session(&self, key: &SessionKey, user: &str, csrf: &str, expires: f64) -> Result<()> {
+        let id = &key.0[..];
+        self.client()
+            .await?
+            .execute("INSERT INTO sessions (id_hash, user_name, csrf, expires) VALUES ($1, $2, $3, $4)", &[&id, &user, &csrf, &expires])
+            .await
+            .map_err(fail)?;
+        Ok(())
+    }
+
+    async fn session(&self, key: &SessionKey, now: f64) -> Result<Option<(String, String)>> {
+        let id = &key.0[..];
+        let r = self
+            .client()
+            .await?
+            .query_opt("SELECT user_name, csrf FROM sessions WHERE id_hash = $1 AND expires > $2", &[&id, &now])
+            .await
+            .map_err(fail)?;
+        Ok(r.map(|r| (r.get(0), r.get(1))))
+    }
+
+    async fn delete_session(&self, key: &SessionKey) -> Result<()> {
+        let id = &key.0[..];
+        self.client().await?.execute("DELETE FROM sessions WHERE id_hash = $1", &[&id]).await.map_err(fail)?;
+        Ok(())
+    }
+
+    async fn purge_sessions(&self, now: f64) -> Result<u64> {
+        self.client().await?.execute("DELETE FROM sessions WHERE expires <= $1", &[&now]).await.map_err(fail)
+    }
+
+    async fn take(&self, name: &str, bucket: Bucket, take: Take) -> Result<std::result::Result<(), Duration>> {
+        let c = self.client().await?;
+        // One clock for every instance: the database's.
+        if take == Take::One {
+            // Refill and spend in one statement (the row is locked while it runs).
+            let spent = c
+                .query_opt(
+                    "INSERT INTO rate_buckets AS b (name, tokens, at) VALUES ($1, $3::float8 - 1, extract(epoch FROM clock_timestamp())::float8)
+                     ON CONFLICT (name) DO UPDATE SET
+                         tokens = LEAST($3::float8, b.tokens + (extract(epoch FROM clock_timestamp())::float8 - b.at) * $2::float8) - 1,
+                         at = extract(epoch FROM clock_timestamp())::float8
+                     WHERE LEAST($3::float8, b.tokens + (extract(epoch FROM clock_timestamp())::float8 - b.at) * $2::float8) >= 1
+                     RETURNING tokens",
+                    &[&name, &bucket.rate, &bucket.burst],
+                )
+                .await
+                .map_err(fail)?;
+            if spent.is_some() {
+                return Ok(Ok(()));
+            }
+        }
+        let tokens: f64 = c
+            .query_opt(
+                "SELECT LEAST($2::float8, tokens + (extract(epoch FROM clock_timestamp())::float8 - at) * $3::float8) FROM rate_buckets WHERE name = $1",
+                &[&name, &bucket.burst, &bucket.rate],
+            )
+            .await
+            .map_err(fail)?
+            .map(|r| r.get(0))
+            .unwrap_or(bucket.burst);
+        // A spend that found no token is refused even if one has grown since.
+        if take == Take::Peek && tokens >= 1.0 {
+            return Ok(Ok(()));
+        }
+        Ok(Err(Duration::from_secs_f64(((1.0 - tokens) / bucket.rate).max(0.001))))
+    }
 }
 
 #[cfg(test)]
@@ -436,11 +514,15 @@ mod tests {
     fn migrations_from_empty_from_the_previous_version_and_concurrently() {
         let s = scratch();
         block_on(async {
-            // From the previous version, with data: kept, and the new table there.
+            // From the previous version and the one before, with data: kept, and the new tables there.
             let url = create_db(&s, "previous").await;
-            let db = Postgres { pool: Postgres::open(&config(&url, None)).await.unwrap().pool };
-            db.client().await.unwrap().batch_execute("DROP TABLE uploads; DELETE FROM kms_envelope_schema WHERE version = 2").await.unwrap();
+            let db = Postgres::open(&config(&url, None)).await.unwrap();
+            let undo_v3 = "DROP TABLE sessions, rate_buckets; DELETE FROM kms_envelope_schema WHERE version = 3;";
+            db.client().await.unwrap().batch_execute(undo_v3).await.unwrap();
             db.insert(&object("alice", "kept", 1.0)).await.unwrap();
+            assert_eq!(db.migrate(VERSION).await.unwrap(), VERSION - 1, "found at the previous version");
+            db.create_session(&crate::gateway::meta::SessionKey([7; 32]), "alice", "c", 9.0).await.unwrap();
+            db.client().await.unwrap().batch_execute(&format!("{undo_v3} DROP TABLE uploads; DELETE FROM kms_envelope_schema WHERE version = 2;")).await.unwrap();
             assert_eq!(db.migrate(VERSION).await.unwrap(), 1, "found at version 1");
             assert!(db.exists("alice", "kept").await.unwrap());
             db.insert_upload(&crate::gateway::meta::tests::upload("u", "alice", "o")).await.unwrap();

@@ -5,16 +5,24 @@
 //! blobs that have no row.
 //!
 //! Schema versions are SQLite's `user_version`: 0 (ids unique across
-//! owners), 1 (ids per owner, shares with grant times), 2 (direct uploads).
+//! owners), 1 (ids per owner, shares with grant times), 2 (direct uploads),
+//! 3 (web sessions).
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Error, Kind, Metadata, Object, Result, Upload};
+use super::{Bucket, Error, Kind, Metadata, Object, Result, SessionKey, Take, Upload};
+use crate::gateway::ratelimit::RateLimiter;
 
-pub struct Sqlite(Mutex<Connection>);
+/// The database, and the token buckets: in memory, as SQLite serves one
+/// instance (a token is no reason to sync a disk).
+pub struct Sqlite {
+    conn: Mutex<Connection>,
+    buckets: Mutex<std::collections::HashMap<String, RateLimiter>>,
+}
 
 /// A rusqlite error, typed: a constraint is a conflict, a busy or locked
 /// database is unavailable.
@@ -45,8 +53,13 @@ const V2: &str = "
         UNIQUE (owner, object_id));
     PRAGMA user_version = 2;";
 
+/// Version 3: web sessions, so that a restart signs nobody out.
+const V3: &str = "
+    CREATE TABLE sessions (id_hash BLOB PRIMARY KEY, user TEXT NOT NULL, csrf TEXT NOT NULL, expires REAL NOT NULL);
+    PRAGMA user_version = 3;";
+
 /// The schema version this gateway writes.
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 /// Version 0 had globally unique ids (`objects.id` the primary key).
 const FROM_V0: &str = "
@@ -89,19 +102,23 @@ impl Sqlite {
                 tx.execute_batch(COPY_V0).map_err(fail)?;
             }
             tx.execute_batch(V2).map_err(fail)?;
+            tx.execute_batch(V3).map_err(fail)?;
             tx.commit().map_err(fail)?;
-        } else if version == 1 {
+        } else if version < VERSION {
             let tx = c.transaction().map_err(fail)?;
-            tx.execute_batch(V2).map_err(fail)?;
+            if version < 2 {
+                tx.execute_batch(V2).map_err(fail)?;
+            }
+            tx.execute_batch(V3).map_err(fail)?;
             tx.commit().map_err(fail)?;
         } else if version != VERSION {
             return Err(format!("{} has schema version {version}, newer than this gateway's ({VERSION})", path.display()));
         }
-        Ok(Sqlite(Mutex::new(c)))
+        Ok(Sqlite { conn: Mutex::new(c), buckets: Mutex::default() })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn shared_with(c: &Connection, owner: &str, id: &str) -> rusqlite::Result<Vec<String>> {
@@ -251,6 +268,39 @@ impl Metadata for Sqlite {
         tx.commit().map_err(fail)?;
         Ok(true)
     }
+
+    async fn create_session(&self, key: &SessionKey, user: &str, csrf: &str, expires: f64) -> Result<()> {
+        self.conn()
+            .execute("INSERT INTO sessions (id_hash, user, csrf, expires) VALUES (?1, ?2, ?3, ?4)", params![&key.0[..], user, csrf, expires])
+            .map_err(fail)?;
+        Ok(())
+    }
+
+    async fn session(&self, key: &SessionKey, now: f64) -> Result<Option<(String, String)>> {
+        self.conn()
+            .query_row("SELECT user, csrf FROM sessions WHERE id_hash = ?1 AND expires > ?2", params![&key.0[..], now], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(fail)
+    }
+
+    async fn delete_session(&self, key: &SessionKey) -> Result<()> {
+        self.conn().execute("DELETE FROM sessions WHERE id_hash = ?1", params![&key.0[..]]).map_err(fail)?;
+        Ok(())
+    }
+
+    async fn purge_sessions(&self, now: f64) -> Result<u64> {
+        Ok(self.conn().execute("DELETE FROM sessions WHERE expires <= ?1", params![now]).map_err(fail)? as u64)
+    }
+
+    async fn take(&self, name: &str, bucket: Bucket, take: Take) -> Result<std::result::Result<(), Duration>> {
+        let (kind, key) = name.split_once(':').unwrap_or(("", name));
+        let mut limiters = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let limiter = limiters.entry(format!("{kind}/{}/{}", bucket.rate, bucket.burst)).or_insert_with(|| RateLimiter::new(bucket.rate, bucket.burst as u32));
+        Ok(match take {
+            Take::One => limiter.check(key),
+            Take::Peek => limiter.blocked(key),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -282,7 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_database_gains_the_uploads_table() {
+    fn a_version_1_database_gains_the_uploads_and_sessions_tables() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("g.sqlite3");
         {
@@ -294,6 +344,10 @@ mod tests {
         assert!(block_on(db.exists("alice", "x")).unwrap());
         block_on(db.insert_upload(&upload("u", "alice", "y"))).unwrap();
         assert_eq!(block_on(db.uploads()).unwrap().len(), 1);
+        block_on(db.create_session(&crate::gateway::meta::SessionKey([1; 32]), "alice", "c", 9.0)).unwrap();
+        drop(db);
+        let db = Sqlite::open(&path).unwrap();
+        assert!(block_on(db.session(&crate::gateway::meta::SessionKey([1; 32]), 1.0)).unwrap().is_some(), "sessions outlive a restart");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! One behaviour for every database behind [`Metadata`]: `suite` runs
 //! against SQLite here and against PostgreSQL in `postgres`'s tests.
 
-use super::{Kind, Metadata, Object, Upload};
+use std::time::Duration;
+
+use super::{Bucket, Kind, Metadata, Object, SessionKey, Take, Upload};
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
@@ -25,6 +27,48 @@ pub async fn suite(db: &dyn Metadata) {
     objects_and_shares(db).await;
     direct_uploads(db).await;
     one_winner(db).await;
+    sessions(db).await;
+    buckets(db).await;
+}
+
+async fn sessions(db: &dyn Metadata) {
+    let (a, b) = (SessionKey([1; 32]), SessionKey([2; 32]));
+    db.create_session(&a, "alice", "csrf-a", 100.0).await.unwrap();
+    db.create_session(&b, "bob", "csrf-b", 200.0).await.unwrap();
+    assert_eq!(db.create_session(&a, "mallory", "x", 300.0).await.unwrap_err().kind, Kind::Conflict, "an id is never reused");
+    assert_eq!(db.session(&a, 50.0).await.unwrap(), Some(("alice".into(), "csrf-a".into())));
+    assert_eq!(db.session(&a, 100.0).await.unwrap(), None, "expired at its expiry");
+    assert_eq!(db.session(&SessionKey([3; 32]), 0.0).await.unwrap(), None);
+    assert_eq!(db.purge_sessions(150.0).await.unwrap(), 1);
+    assert_eq!(db.session(&b, 150.0).await.unwrap(), Some(("bob".into(), "csrf-b".into())));
+    db.delete_session(&b).await.unwrap();
+    assert_eq!(db.session(&b, 150.0).await.unwrap(), None);
+}
+
+/// Token buckets: a burst, then refusals with a wait; peeking spends
+/// nothing; refill; and one budget for callers racing each other.
+async fn buckets(db: &dyn Metadata) {
+    let slow = Bucket { rate: 0.001, burst: 3.0 };
+    for _ in 0..3 {
+        assert_eq!(db.take("decrypt:alice", slow, Take::Peek).await.unwrap(), Ok(()));
+        assert_eq!(db.take("decrypt:alice", slow, Take::One).await.unwrap(), Ok(()));
+    }
+    let wait = db.take("decrypt:alice", slow, Take::One).await.unwrap().unwrap_err();
+    assert!(wait > Duration::from_secs(100), "{wait:?}");
+    assert!(db.take("decrypt:alice", slow, Take::Peek).await.unwrap().is_err());
+    assert_eq!(db.take("decrypt:bob", slow, Take::One).await.unwrap(), Ok(()), "one bucket per name");
+
+    let fast = Bucket { rate: 20.0, burst: 1.0 };
+    assert_eq!(db.take("auth:bob@10.0.0.1", fast, Take::One).await.unwrap(), Ok(()));
+    let wait = db.take("auth:bob@10.0.0.1", fast, Take::One).await.unwrap().unwrap_err();
+    assert!(wait <= Duration::from_millis(60), "{wait:?}");
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(db.take("auth:bob@10.0.0.1", fast, Take::One).await.unwrap(), Ok(()), "refilled");
+
+    let five = Bucket { rate: 0.001, burst: 5.0 };
+    let tries = (0..20).map(|_| db.take("decrypt:carol", five, Take::One));
+    let results = futures_util::future::join_all(tries).await;
+    assert_eq!(results.iter().filter(|r| matches!(r, Ok(Ok(())))).count(), 5, "{results:?}");
 }
 
 async fn objects_and_shares(db: &dyn Metadata) {
