@@ -126,7 +126,14 @@ impl Postgres {
     /// Connects (checking the database answers) and migrates to [`VERSION`].
     pub async fn open(config: &PostgresConfig) -> std::result::Result<Postgres, String> {
         let mut pg = tokio_postgres::Config::from_str(&config.url).map_err(|e| format!("database_url: {e}"))?;
-        pg.connect_timeout(Duration::from_secs(5)).keepalives_idle(Duration::from_secs(30)).application_name("kms-envelope");
+        // A database that stops answering (a host gone, a partition) fails
+        // the connection within seconds rather than leaving requests waiting.
+        pg.connect_timeout(Duration::from_secs(5))
+            .tcp_user_timeout(Duration::from_secs(10))
+            .keepalives_idle(Duration::from_secs(15))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3)
+            .application_name("kms-envelope");
         let name = describe(&pg);
         let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
         let manager = match &config.ca {
