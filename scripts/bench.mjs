@@ -2,12 +2,13 @@
 // playwright-core) against the packed npm package, on 127.0.0.1 with
 // COOP/COEP; then the native comparison (scripts/bench-native.mjs: the CLI
 // and library against the Python and Node SDKs and OpenSSL's AES-GCM) and
-// the gateway load test (scripts/bench-gateway.mjs). Writes
+// the gateway load test (scripts/bench-gateway.mjs), then the web app's
+// uploads through the gateway and straight to S3 (tests/e2e/s3.mjs). Writes
 // bench/results.json and bench/results.md, and the README's Performance
 // section from them.
 //
 //   node scripts/bench.mjs [sizeMiB=64] [runs=7]
-//   (BENCH_NATIVE_MIB=256 and BENCH_GATEWAY_SECONDS=10 size the other parts)
+//   (BENCH_NATIVE_MIB=256, BENCH_GATEWAY_SECONDS=10 and BENCH_UPLOAD_ROUNDS=4 size the other parts)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -119,8 +120,27 @@ const sub = (script, args) => {
 };
 const native = sub('bench-native.mjs', [process.env.BENCH_NATIVE_MIB || 256, runs]);
 const gateway = sub('bench-gateway.mjs', [process.env.BENCH_GATEWAY_SECONDS || 10, 32]);
+const uploads = webUploads(Number(process.env.BENCH_UPLOAD_ROUNDS || 4));
 
-const all = { date: report.date, machine: report.machine, browser: report, native, gateway };
+/**
+ * The web app uploading and downloading through the release gateway on its
+ * local directory and straight to S3 (moto on the same cores), `rounds`
+ * alternating rounds: tests/e2e/s3.mjs, which checks every transfer too.
+ */
+function webUploads(rounds) {
+  execFileSync(join(root, 'scripts/www.sh'), { stdio: ['ignore', 'ignore', 'inherit'] });
+  const out = join(scratch, 'uploads.json');
+  const r = spawnSync('node', [join(root, 'tests/e2e/s3.mjs')], {
+    encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24,
+    env: { ...process.env, E2E_ROUNDS: String(rounds), E2E_FIGURES: out, KMS_ENVELOPE_BIN: join(root, 'target/release/kms-envelope') },
+  });
+  if (!existsSync(out)) throw new Error(`tests/e2e/s3.mjs gave no figures:\n${r.stdout}`);
+  // Figures stand even if a check failed; the failed checks are reported with them.
+  const failed = r.stdout.split('\n').filter((l) => l.startsWith('FAIL'));
+  return { ...JSON.parse(readFileSync(out, 'utf8')), failed, machine: { loadavg1: +loadavg()[0].toFixed(2) } };
+}
+
+const all = { date: report.date, machine: report.machine, browser: report, native, gateway, uploads };
 mkdirSync(join(root, 'bench'), { recursive: true });
 writeFileSync(join(root, 'bench/results.json'), JSON.stringify(all, null, 2) + '\n');
 const f0 = (x) => (x === undefined ? '' : Math.round(x).toString());
@@ -149,6 +169,14 @@ const md = [
   '| endpoint | requests/s | p50 ms | p99 ms | connections | requests | load |',
   '|---|---|---|---|---|---|---|',
   ...gatewayRows,
+  '',
+  `**Web app uploads**, ${uploads.mib} MiB through the page in Chromium, ${uploads.rounds} rounds alternating the modes (release gateway; S3 is moto's server on the same two cores, ${uploads.s3.storeCpuPerGiB} CPU-s per GiB it receives). A ratio is the median over the rounds of S3's speed over the gateway's; the upload includes hashing the file.`,
+  '',
+  '| mode | upload MiB/s | download MiB/s | gateway CPU s per uploaded GiB | gateway client KiB per uploaded MiB |',
+  '|---|---|---|---|---|',
+  `| through the gateway (local directory) | ${uploads.local.upMiBps} | ${uploads.local.downMiBps} | ${uploads.local.gatewayCpuPerGiB} | ${uploads.local.gatewayWireKiBPerMiB} |`,
+  `| straight to S3 (presigned parts, 3 in flight) | ${uploads.s3.upMiBps} (${uploads.upRatio}×) | ${uploads.s3.downMiBps} (${uploads.downRatio}×) | ${uploads.s3.gatewayCpuPerGiB} | ${uploads.s3.gatewayWireKiBPerMiB} |`,
+  ...uploads.failed.map((l) => `\n${l}`),
   '',
 ].join('\n');
 writeFileSync(join(root, 'bench/results.md'), md);

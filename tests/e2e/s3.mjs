@@ -15,7 +15,8 @@
 //   leaves no multipart upload and no object in the bucket.
 //
 //   node tests/e2e/s3.mjs            (E2E_MIB=200 by default)
-import { mkdtempSync, rmSync, symlinkSync, existsSync } from 'node:fs';
+//   E2E_FIGURES=path writes the figures as JSON (for `make bench`).
+import { mkdtempSync, rmSync, symlinkSync, existsSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,6 +58,28 @@ record('the demo gateway starts in S3 mode against moto', gateways.s3.url === or
 
 const bucket = async (query) => (await fetch(`${motoUrl}/${BUCKET}?${query}`)).text();
 const count = (xml, tag) => (xml.match(new RegExp(`<${tag}>`, 'g')) || []).length;
+
+/**
+ * The figures of both modes: rates over all rounds, and the S3/local ratio of
+ * each round (the two modes measured back to back) with their median.
+ */
+function summary(figures, file) {
+  const gib = file / (1 << 30);
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const mode = (m) => ({
+    upMiBps: +((ROUNDS * MIB) / sum(m, 'upSeconds')).toFixed(1),
+    downMiBps: +((ROUNDS * MIB) / sum(m, 'downSeconds')).toFixed(1),
+    gatewayCpuPerGiB: +(sum(m, 'upCpu') / gib).toFixed(3),
+    gatewayWireKiBPerMiB: +(sum(m, 'upWire') / 1024 / (ROUNDS * MIB)).toFixed(2),
+    storeCpuPerGiB: +(sum(m, 'upMotoCpu') / gib).toFixed(2),
+  });
+  const ratios = (k) => figures.s3.map((f, i) => figures.local[i][k] / f[k]);
+  return {
+    mib: MIB, rounds: ROUNDS, local: mode('local'), s3: mode('s3'),
+    upRatio: +median(ratios('upSeconds')).toFixed(2), downRatio: +median(ratios('downSeconds')).toFixed(2),
+    upRatios: ratios('upSeconds').map((r) => +r.toFixed(2)), downRatios: ratios('downSeconds').map((r) => +r.toFixed(2)),
+  };
+}
 
 const browser = await launchBrowser();
 // Rounds alternate the modes (local, s3, then s3, local, …); figures are their totals.
@@ -128,6 +151,7 @@ try {
   console.log(`     upload (incl. hashing): ${rate('local', 'upSeconds').toFixed(1)} MiB/s through the gateway, ${rate('s3', 'upSeconds').toFixed(1)} MiB/s to S3`);
   console.log(`     download: ${rate('local', 'downSeconds').toFixed(1)} MiB/s through the gateway, ${rate('s3', 'downSeconds').toFixed(1)} MiB/s from S3`);
   console.log(`     figures: ${JSON.stringify(figures)}`);
+  if (process.env.E2E_FIGURES) writeFileSync(process.env.E2E_FIGURES, JSON.stringify(summary(figures, file)));
 
   // A part PUT that fails is retried from the ciphertext the page holds.
   {
