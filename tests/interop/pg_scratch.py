@@ -50,10 +50,11 @@ def free_port():
 class Server:
     def __init__(self):
         self.bin = bindir()
-        self.dir = tempfile.mkdtemp(prefix="kms-envelope-pg-")
-        self.owner = None
-        if os.geteuid() == 0:
-            self.owner = pwd.getpwnam("postgres")
+        self.owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        # The server's own user must reach the directory: a private TMPDIR
+        # (the test runner's) would stop it at the first step of the path.
+        self.dir = tempfile.mkdtemp(prefix="kms-envelope-pg-", dir="/tmp" if self.owner else None)
+        if self.owner:
             os.chown(self.dir, self.owner.pw_uid, self.owner.pw_gid)
         self.data = os.path.join(self.dir, "data")
         self.port = free_port()
