@@ -52,7 +52,7 @@ pub async fn check_header(gw: &Gateway, who: &str, prefix: &[u8], issued: Option
     if !valid_object_id(id) {
         return Err(bad("object id: use 1 to 64 letters, digits, '-' or '_'".into()));
     }
-    if gw.db.exists(who, id).await.map_err(|e| super::meta::api_error(&e))? {
+    if gw.db.exists(who, id).await? {
         return Err(conflict());
     }
     if issued.is_some_and(|want| want != id) {

@@ -100,7 +100,7 @@ pub async fn decrypt_data_key(State(gw): State<Shared>, Extension(peer): Extensi
         Ok(found) => found,
         Err(e) => {
             gw.audit.record(&who, Some(&owner), Some(object), arn, false, &format!("metadata: {}", e.kind_name()));
-            return Err(super::meta::api_error(&e));
+            return Err(e.into());
         }
     };
     let o = match found {

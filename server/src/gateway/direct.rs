@@ -40,10 +40,6 @@ const TOUCH_EVERY: f64 = 5.0;
 /// The first read of a header; a longer one is read again whole.
 const FIRST_READ: u64 = 64 << 10;
 
-fn db_error(e: meta::Error) -> ApiError {
-    meta::api_error(&e)
-}
-
 fn no_upload() -> ApiError {
     err(StatusCode::NOT_FOUND, "UPLOAD", "no such upload (finished, cancelled or expired)")
 }
@@ -67,14 +63,14 @@ impl Gateway {
     /// request would cost more than expiry needs).
     async fn touch(&self, u: &Upload, now: f64) -> Result<(), ApiError> {
         if now - u.touched >= TOUCH_EVERY {
-            self.db.touch_upload(&u.id, now).await.map_err(db_error)?;
+            self.db.touch_upload(&u.id, now).await?;
         }
         Ok(())
     }
 
     /// The caller's live upload `id` (anyone else's is answered as missing).
     async fn live_upload(&self, id: &str, who: &str) -> Result<Upload, ApiError> {
-        let u = self.db.upload(id).await.map_err(db_error)?.filter(|u| u.owner == who).ok_or_else(no_upload)?;
+        let u = self.db.upload(id).await?.filter(|u| u.owner == who).ok_or_else(no_upload)?;
         if self.upload_expired(&u, crate::localkms::now()) {
             return Err(no_upload());
         }
@@ -84,7 +80,7 @@ impl Gateway {
 
 /// Starts a direct upload → `{ uploadId, objectId, partBytes, maxParts, direct }`.
 pub async fn start(gw: &Gateway, who: &str) -> Result<Response, ApiError> {
-    let (mine, all) = gw.db.count_uploads(who).await.map_err(db_error)?;
+    let (mine, all) = gw.db.count_uploads(who).await?;
     if mine >= gw.config.max_uploads_per_user {
         return Err(Full::User(gw.config.max_uploads_per_user).answer());
     }
@@ -97,7 +93,7 @@ pub async fn start(gw: &Gateway, who: &str) -> Result<Response, ApiError> {
     let u = Upload { id: uuid::Uuid::new_v4().to_string(), owner: who.to_owned(), object_id, store_upload_id, part_bytes: gw.config.part_bytes, created: now, touched: now };
     if let Err(e) = gw.db.insert_upload(&u).await {
         let _ = gw.store.abort_multipart(&gw.store.key(who, &u.object_id), &u.store_upload_id).await;
-        return Err(db_error(e));
+        return Err(e.into());
     }
     tracing::info!(upload = %u.id, owner = %who, object = %u.object_id, "direct upload started");
     let body = json!({
@@ -229,10 +225,10 @@ pub async fn complete(gw: &Gateway, who: &str, id: &str, headers: &HeaderMap, re
             return Err(no_upload());
         }
         // Unavailable: the upload stays as it was, to be completed again (or swept).
-        Err(e) if e.kind == meta::Kind::Unavailable => return Err(db_error(e)),
+        Err(e) if e.kind == meta::Kind::Unavailable => return Err(e.into()),
         Err(e) => {
             discard(gw, &u).await;
-            return Err(db_error(e));
+            return Err(e.into());
         }
     }
     tracing::info!(object = %o.id, owner = %o.owner, size = o.size, "stored (direct upload)");
@@ -277,11 +273,11 @@ async fn discard(gw: &Gateway, u: &Upload) {
 /// `DELETE /v1/uploads/{id}`: aborts the multipart upload (its parts are
 /// freed), then forgets it. An unavailable store leaves it to be cancelled again.
 pub async fn cancel(gw: &Gateway, who: &str, id: &str) -> Result<Response, ApiError> {
-    let u = gw.db.upload(id).await.map_err(db_error)?.filter(|u| u.owner == who).ok_or_else(no_upload)?;
+    let u = gw.db.upload(id).await?.filter(|u| u.owner == who).ok_or_else(no_upload)?;
     gw.store.abort_multipart(&gw.store.key(&u.owner, &u.object_id), &u.store_upload_id).await.map_err(|f| api_error(&f))?;
-    if gw.db.delete_upload(&u.id).await.map_err(db_error)? {
+    if gw.db.delete_upload(&u.id).await? {
         // A completion racing this cancel may have assembled the blob: no row, no object.
-        if !gw.db.exists(&u.owner, &u.object_id).await.map_err(db_error)? {
+        if !gw.db.exists(&u.owner, &u.object_id).await? {
             let _ = gw.store.delete(&u.owner, &u.object_id).await;
         }
     }

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use axum::http::StatusCode;
 
 use super::admission::{check_header, conflict, Checked};
-use super::meta::{self, Kind, Object};
+use super::meta::{Kind, Object};
 use super::errors::{err, ApiError};
 use super::slots::{Full, Slot};
 use super::storage::LinkError;
@@ -184,7 +184,7 @@ impl Incoming {
         };
         if let Err(e) = gw.db.insert(&o).await {
             let _ = std::fs::remove_file(local.blob_path(&o.owner, &o.id));
-            return Err(if e.kind == Kind::Conflict { conflict() } else { meta::api_error(&e) });
+            return Err(if e.kind == Kind::Conflict { conflict() } else { e.into() });
         }
         tracing::info!(object = %o.id, owner = %o.owner, size = o.size, "stored");
         Ok(o)

@@ -226,12 +226,12 @@ impl Gateway {
     /// Spends one of `who`'s data-key requests (one budget across every
     /// instance sharing the database): `Err(wait)` when it is spent.
     pub async fn spend_data_key(&self, who: &str) -> Result<Result<(), Duration>, errors::ApiError> {
-        self.db.take(&format!("decrypt:{who}"), self.decrypt_bucket, meta::Take::One).await.map_err(|e| meta::api_error(&e))
+        self.db.take(&format!("decrypt:{who}"), self.decrypt_bucket, meta::Take::One).await.map_err(errors::ApiError::from)
     }
 
     /// The failed-authentication budget of `key`: looked at, or spent by one failure.
     pub async fn auth_throttle(&self, key: &str, take: meta::Take) -> Result<Result<(), Duration>, errors::ApiError> {
-        self.db.take(&format!("auth:{key}"), self.auth_bucket, take).await.map_err(|e| meta::api_error(&e))
+        self.db.take(&format!("auth:{key}"), self.auth_bucket, take).await.map_err(errors::ApiError::from)
     }
 
     fn note_key(&self, arn: &str) {

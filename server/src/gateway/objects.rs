@@ -12,7 +12,7 @@ use kms_envelope_server::api::{parse_json, valid_object_id, ShareRequest};
 use serde_json::json;
 
 use super::caller::{authenticate, Caller};
-use super::meta::{self, Object};
+use super::meta::Object;
 use super::errors::{err, ApiError};
 use super::peer::Peer;
 use super::request::{json_content_type, query_param, read_body, JSON_MAX};
@@ -39,7 +39,7 @@ async fn readable(gw: &Gateway, owner: &str, id: &str, who: &str) -> Result<Obje
     if !valid_object_id(id) {
         return Err(not_found());
     }
-    gw.db.get(owner, id).await.map_err(|e| meta::api_error(&e))?.filter(|o| entitled(o, who)).ok_or_else(not_found)
+    gw.db.get(owner, id).await?.filter(|o| entitled(o, who)).ok_or_else(not_found)
 }
 
 /// The caller's own object `id` (sharing and deleting are the owner's).
@@ -49,7 +49,7 @@ async fn owned(gw: &Gateway, caller: &Caller, id: &str) -> Result<Object, ApiErr
 
 pub async fn list(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, req: Request) -> Result<Response, ApiError> {
     let who = authenticate(&gw, &peer, &method, req.headers()).await?.user;
-    let objects: Vec<_> = gw.db.list_for(&who).await.map_err(|e| meta::api_error(&e))?.iter().map(object_json).collect();
+    let objects: Vec<_> = gw.db.list_for(&who).await?.iter().map(object_json).collect();
     Ok(Json(json!({ "objects": objects })).into_response())
 }
 
@@ -106,7 +106,7 @@ pub async fn delete(State(gw): State<Shared>, Extension(peer): Extension<Peer>, 
     // local directory, removed at startup). Only the request that removed
     // the row removes the blob, so a concurrent delete cannot remove a new
     // upload's blob of the same id.
-    let removed = gw.db.delete(&o.owner, &o.id).await.map_err(|e| meta::api_error(&e))?;
+    let removed = gw.db.delete(&o.owner, &o.id).await?;
     if !removed {
         return Err(not_found());
     }
@@ -127,18 +127,18 @@ pub async fn share(State(gw): State<Shared>, Extension(peer): Extension<Peer>, m
     if !gw.config.users.iter().any(|u| u.name == r.user) {
         return Err(err(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "no such user"));
     }
-    let new = gw.db.share(&o.owner, &o.id, &r.user, crate::localkms::now()).await.map_err(|e| meta::api_error(&e))?;
+    let new = gw.db.share(&o.owner, &o.id, &r.user, crate::localkms::now()).await?;
     if new {
         gw.audit.event(&caller.user, &o.owner, &o.id, "share", &r.user);
     }
-    Ok(Json(object_json(&gw.db.get(&o.owner, &o.id).await.map_err(|e| meta::api_error(&e))?.ok_or_else(not_found)?)).into_response())
+    Ok(Json(object_json(&gw.db.get(&o.owner, &o.id).await?.ok_or_else(not_found)?)).into_response())
 }
 
 /// `GET /v1/objects/{id}/shares` → `{ shares: [{ user, granted }] }` (owner only).
 pub async fn shares(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
     let caller = authenticate(&gw, &peer, &method, req.headers()).await?;
     let o = owned(&gw, &caller, &id).await?;
-    let shares: Vec<_> = gw.db.shares(&o.owner, &o.id).await.map_err(|e| meta::api_error(&e))?.into_iter().map(|(user, granted)| json!({ "user": user, "granted": granted })).collect();
+    let shares: Vec<_> = gw.db.shares(&o.owner, &o.id).await?.into_iter().map(|(user, granted)| json!({ "user": user, "granted": granted })).collect();
     Ok(Json(json!({ "shares": shares })).into_response())
 }
 
@@ -148,7 +148,7 @@ pub async fn shares(State(gw): State<Shared>, Extension(peer): Extension<Peer>, 
 pub async fn unshare(State(gw): State<Shared>, Extension(peer): Extension<Peer>, method: Method, Path((id, user)): Path<(String, String)>, req: Request) -> Result<Response, ApiError> {
     let caller = authenticate(&gw, &peer, &method, req.headers()).await?;
     let o = owned(&gw, &caller, &id).await?;
-    let removed = gw.db.unshare(&o.owner, &o.id, &user).await.map_err(|e| meta::api_error(&e))?;
+    let removed = gw.db.unshare(&o.owner, &o.id, &user).await?;
     if !removed {
         return Err(err(StatusCode::NOT_FOUND, "NOT_FOUND", "the object is not shared with this user"));
     }

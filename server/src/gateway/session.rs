@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::errors::ApiError;
-use super::meta::{self, Metadata, SessionKey};
+use super::meta::{Metadata, SessionKey};
 
 pub const COOKIE: &str = "kms_envelope_session";
 
@@ -57,17 +57,17 @@ impl Sessions {
         let id = random_token();
         let csrf = random_token();
         let expires = crate::localkms::now() + self.lifetime.as_secs_f64();
-        self.db.create_session(&id_hash(&id), user, &csrf, expires).await.map_err(|e| meta::api_error(&e))?;
+        self.db.create_session(&id_hash(&id), user, &csrf, expires).await?;
         Ok((id, csrf))
     }
 
     /// The session's (user, CSRF token), if it is live.
     pub async fn get(&self, id: &str) -> Result<Option<(String, String)>, ApiError> {
-        self.db.session(&id_hash(id), crate::localkms::now()).await.map_err(|e| meta::api_error(&e))
+        self.db.session(&id_hash(id), crate::localkms::now()).await.map_err(ApiError::from)
     }
 
     pub async fn remove(&self, id: &str) -> Result<(), ApiError> {
-        self.db.delete_session(&id_hash(id)).await.map_err(|e| meta::api_error(&e))
+        self.db.delete_session(&id_hash(id)).await.map_err(ApiError::from)
     }
 
     pub fn lifetime(&self) -> Duration {

@@ -130,6 +130,12 @@ pub fn api_error(e: &Error) -> ApiError {
     }
 }
 
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        api_error(&e)
+    }
+}
+
 /// Where metadata lives. Every method is one statement or one transaction.
 #[async_trait::async_trait]
 pub trait Metadata: Send + Sync {
