@@ -23,7 +23,7 @@ use sha2::Digest;
 fn gateway_end_to_end_and_authorization_matrix() {
     let d = tempfile::tempdir().unwrap();
     // No KMS answer cache here: the disabled key must be seen at once.
-    setup_with(d.path(), 4 << 20, "kms_cache_seconds = 0");
+    setup_with(d.path(), 4 << 20, "kms_cache_seconds = 0\naudit_stdout = true\ninstance_name = \"gw-a\"");
     let gw = start_logged(d.path());
     let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 256) as u8).collect();
 
@@ -126,9 +126,16 @@ fn gateway_end_to_end_and_authorization_matrix() {
     decisions += 1;
     assert_eq!(plain, data);
 
-    // The audit log: one line per decision and per share granted, and no key material.
-    let audit = std::fs::read_to_string(dd.join("audit.log")).unwrap();
-    let all: Vec<Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // The audit records: one per decision and per share granted, and no key
+    // material; read back by `kms-envelope audit`, and the same on stdout.
+    let audit = audit_text(d.path());
+    let all = audit_records(d.path());
+    let strip = |mut v: Value| {
+        v.as_object_mut().unwrap().remove("seq");
+        v
+    };
+    assert_eq!(all.iter().cloned().map(strip).collect::<Vec<_>>(), stdout_records(d.path()), "audit_stdout prints each record");
+    assert!(all.iter().all(|r| r["instance"] == "gw-a"), "{audit}");
     let lines: Vec<&Value> = all.iter().filter(|l| l.get("decision").is_some()).collect();
     assert_eq!(lines.len(), decisions, "{audit}");
     let events: Vec<_> = all.iter().filter_map(|l| l.get("event")).collect();
@@ -363,7 +370,7 @@ fn data_key_requests_are_rate_limited_per_user() {
     assert_eq!(r.into_json::<Value>().unwrap()["error"], "RATE_LIMITED");
     assert_eq!(gw.decrypt_key(Some("bob"), &req).0, 403, "bob has his own budget (and no right)");
     // Counted, not written: a flood of refusals is no flood of synced lines.
-    let audit = std::fs::read_to_string(d.path().join("data/audit.log")).unwrap();
+    let audit = audit_text(d.path());
     assert_eq!(audit.lines().count(), 4, "three allowed, one denied (bob): {audit}");
     let m = ureq::get(&format!("{}/v1/metrics", gw.url)).call().unwrap().into_string().unwrap();
     assert!(m.contains("kms_envelope_refusals_total{reason=\"rate_limited\"} 1"), "{m}");

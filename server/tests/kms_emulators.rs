@@ -191,8 +191,8 @@ fn gateway_under_kms_throttling_lies_and_outages() {
     assert_eq!(decrypt_whole(&gw, "alice", &arn, &blob), data);
     decisions += 1;
 
-    let audit = std::fs::read_to_string(d.path().join("data/audit.log")).unwrap();
-    let lines: Vec<Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let audit = audit_text(d.path());
+    let lines = audit_records(d.path());
     assert_eq!(lines.len(), decisions, "{audit}");
     assert_eq!(lines.iter().filter(|l| l["decision"] == "allow").count(), 4);
 }

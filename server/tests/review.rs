@@ -574,12 +574,11 @@ fn audit_lines_are_bounded_and_refusals_without_identity_are_counted() {
     let sealer = Sealer::new(&gw);
     let blob = sealer.seal("alice", "a-1", b"audited");
     assert_eq!(gw.upload(Some("alice"), &blob).0, 201);
-    let audit = d.path().join("data/audit.log");
     let req = request_for(&blob);
     for _ in 0..200 {
         assert_eq!(gw.decrypt_key(None, &req).0, 401);
     }
-    assert_eq!(std::fs::metadata(&audit).unwrap().len(), 0, "unauthenticated requests wrote audit lines");
+    assert_eq!(audit_text(d.path()), "", "unauthenticated requests wrote audit records");
     assert_eq!(metric(&gw, "kms_envelope_refusals_total{reason=\"unauthenticated\"}"), 200);
 
     // A 60 KB keyId from a signed-in user: one bounded line, a bounded echo.
@@ -588,7 +587,7 @@ fn audit_lines_are_bounded_and_refusals_without_identity_are_counted() {
     let (s, v) = gw.decrypt_key(Some("alice"), &huge);
     assert_eq!(s, 403, "{v}");
     assert!(v.to_string().len() < 1024, "the error echoes {} bytes", v.to_string().len());
-    let text = std::fs::read_to_string(&audit).unwrap();
+    let text = audit_text(d.path());
     assert_eq!(text.lines().count(), 1);
     assert!(text.len() < 2048, "an audit line of {} bytes", text.len());
     let line: Value = serde_json::from_str(text.trim()).unwrap();
@@ -691,10 +690,9 @@ fn revoked_shares_get_no_object_and_no_data_key_even_from_the_cache() {
     let (_, v) = gw.get_json("alice", "/v1/objects/shared-1/shares");
     assert_eq!(v["shares"], json!([]));
 
-    let audit = std::fs::read_to_string(d.path().join("data/audit.log")).unwrap();
-    let events: Vec<(String, String)> = audit
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    let audit = audit_text(d.path());
+    let events: Vec<(String, String)> = audit_records(d.path())
+        .into_iter()
         .filter(|l| l.get("event").is_some())
         .map(|l| (l["event"].as_str().unwrap().to_owned(), format!("{}/{}→{} by {}", l["owner"], l["object"], l["target"], l["user"])))
         .collect();

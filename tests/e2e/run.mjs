@@ -9,7 +9,7 @@
 //   matches; JS heap and renderer memory are sampled throughout;
 // - bob cannot open alice's file until she shares it through the page; once
 //   she stops sharing it (through the page) he loses it again: not listed,
-//   no blob, no data key; the audit log holds the share and the revocation;
+//   no blob, no data key; the audit holds the share and the revocation;
 // - a flipped byte in a stored object makes the download fail with the
 //   "tampered" message and saves nothing;
 // - screenshots of each page go to artifacts/e2e/.
@@ -251,10 +251,10 @@ try {
     const revoked = await directKey(bob.page, keyRequest);
     record('bob\'s direct data-key request for it is refused again (403)', revoked.status === 403 && revoked.error === 'FORBIDDEN', `${revoked.status} ${revoked.error}`);
 
-    // The audit log: the grant and the revocation, and the refusal after it.
-    const auditPath = join(data, 'audit.log');
+    // The audit records (kms-envelope audit): the grant and the revocation, and the refusal after it.
     const events = (want) => {
-      const lines = existsSync(auditPath) ? readFileSync(auditPath, 'utf8').split('\n').filter(Boolean) : [];
+      const out = spawnSync(bin, ['audit', '--data-dir', data, '--json'], { encoding: 'utf8' });
+      const lines = out.status === 0 ? out.stdout.split('\n').filter(Boolean) : [];
       return lines.map((l) => { try { return JSON.parse(l); } catch { return {}; } }).filter(want);
     };
     const about = (l) => l.object === notes.object && l.owner === 'alice' && l.target === 'bob' && l.user === 'alice';
@@ -266,8 +266,8 @@ try {
       if (shares.length && unshares.length) break;
       await new Promise((r) => setTimeout(r, 250));
     }
-    record('the audit log has one "share" line for it (alice → bob)', shares.length === 1, JSON.stringify(shares));
-    record('…and one "unshare" line', unshares.length === 1, JSON.stringify(unshares));
+    record('the audit has one "share" record for it (alice → bob)', shares.length === 1, JSON.stringify(shares));
+    record('…and one "unshare" record', unshares.length === 1, JSON.stringify(unshares));
     const denials = events((l) => l.decision === 'deny' && l.user === 'bob' && l.object === notes.object && !('event' in l));
     record('…and bob\'s refused data-key requests as denied decisions', denials.length >= 2, `${denials.length} denied`);
   }

@@ -1,5 +1,6 @@
-//! The command line: argument parsing and the three commands.
+//! The command line: argument parsing and the commands.
 
+mod audit;
 mod commands;
 mod keyrings;
 mod output;
@@ -148,6 +149,8 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Read the gateway's audit records (every instance sharing its database).
+    Audit(audit::AuditArgs),
     /// Print a message's header as JSON (no key needed).
     Inspect {
         /// Input file, or - for stdin.
@@ -176,6 +179,7 @@ pub fn run() -> Result<(), Error> {
         Command::LocalKms { store, listen } => commands::local_kms(&store, listen),
         Command::Serve(args) => commands::serve(args),
         Command::Keys { store, command } => commands::keys(&store, command),
+        Command::Audit(args) => audit::run(args),
     }
 }
 

@@ -1,26 +1,32 @@
-//! The audit log: one JSON line per data-key decision of an authenticated
-//! caller (time, user, owner, object, key ARN, decision, reason) and per
-//! grant or revocation of a share (`event`: `share` / `unshare`, `target`).
-//! Never key material. Every field is cut to [`FIELD_MAX`] bytes, so a
-//! request cannot write more than a bounded line.
+//! The audit trail: one record per data-key decision about an
+//! authenticated caller (time, instance, user, owner, object, key ARN,
+//! decision, reason) and per grant or revocation of a share (`event`:
+//! `share` / `unshare`, `target`), in the metadata database, where every
+//! instance writes and `kms-envelope audit` reads. Never key material.
+//! Every field is cut to [`FIELD_MAX`] bytes, so a request cannot write
+//! more than a bounded record. With `audit_stdout`, each committed record
+//! is also a JSON line on standard output, for a log shipper.
 //!
 //! Refusals that carry no identity (no valid credential, plain HTTP from
 //! off the machine) and rate-limited requests are counted ([`Refusals`],
-//! served at `/v1/metrics`) instead of written and synced one by one: a
-//! flood of them must not turn into a flood of disk syncs.
+//! served at `/v1/metrics`) instead of written one by one: a flood of them
+//! must not turn into a flood of commits.
 //!
-//! A decision returns only once its line is on disk (fdatasync), so no key
-//! is released unrecorded. Concurrent decisions share one sync (group
-//! commit): whoever finds no sync running writes and syncs every line queued
-//! so far, the others wait for it. The wait leaves the async worker thread to
-//! other requests (`block_in_place`).
+//! A decision returns only once its record is committed, so no key is
+//! released unrecorded; a record that cannot be written fails the request
+//! (503 from the database's error) and releases nothing. Concurrent
+//! decisions share one commit (group commit): one writer task takes every
+//! record queued while the previous batch was committing, writes them in
+//! one transaction and answers each. The writer runs on its own, so a
+//! request given up by its client cannot cut a batch short.
 
-use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde_json::json;
+
+use super::meta::{self, AuditRecord, Metadata};
 
 /// Longest field written to the log or echoed in an error message, in bytes.
 pub const FIELD_MAX: usize = 256;
@@ -46,153 +52,194 @@ pub fn bounded(s: &str) -> std::borrow::Cow<'_, str> {
 /// Requests refused before any decision, by reason.
 #[derive(Default)]
 pub struct Refusals {
-    pub unauthenticated: std::sync::atomic::AtomicU64,
-    pub auth_throttled: std::sync::atomic::AtomicU64,
-    pub rate_limited: std::sync::atomic::AtomicU64,
-    pub tls_required: std::sync::atomic::AtomicU64,
+    pub unauthenticated: AtomicU64,
+    pub auth_throttled: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub tls_required: AtomicU64,
 }
 
+/// How many records one transaction takes at most.
+const BATCH_MAX: usize = 512;
+
+type Reply = tokio::sync::oneshot::Sender<meta::Result<()>>;
+
 pub struct AuditLog {
-    file: Mutex<File>,
-    queue: Mutex<Queue>,
-    synced: Condvar,
+    queue: tokio::sync::mpsc::Sender<(AuditRecord, Reply)>,
+    instance: String,
     /// Decisions so far: [allowed, denied].
-    pub counts: [std::sync::atomic::AtomicU64; 2],
+    pub counts: [AtomicU64; 2],
     pub refusals: Refusals,
 }
 
-#[derive(Default)]
-struct Queue {
-    lines: Vec<u8>,
-    /// Lines queued so far, and how many of them are on disk.
-    queued: u64,
-    durable: u64,
-    syncing: bool,
-}
-
 impl AuditLog {
-    pub fn open(path: &Path) -> Result<AuditLog, String> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        Ok(AuditLog { file: Mutex::new(f), queue: Mutex::default(), synced: Condvar::new(), counts: Default::default(), refusals: Refusals::default() })
+    /// Starts the writer (on the current Tokio runtime): records go to `db`,
+    /// and to standard output as JSON lines if `stdout`.
+    pub fn start(db: Arc<dyn Metadata>, instance: String, stdout: bool) -> AuditLog {
+        let (queue, rx) = tokio::sync::mpsc::channel(4 * BATCH_MAX);
+        tokio::spawn(writer(db, stdout, rx));
+        AuditLog { queue, instance, counts: Default::default(), refusals: Refusals::default() }
     }
 
-    /// A data-key decision for an authenticated caller; returns once on disk.
-    pub fn record(&self, user: &str, owner: Option<&str>, object: Option<&str>, key_arn: Option<&str>, allowed: bool, reason: &str) {
+    /// A data-key decision for an authenticated caller; returns once committed.
+    pub async fn record(&self, user: &str, owner: Option<&str>, object: Option<&str>, key_arn: Option<&str>, allowed: bool, reason: &str) -> meta::Result<()> {
         let b = |v: Option<&str>| v.map(|s| bounded(s).into_owned());
-        self.counts[usize::from(!allowed)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.write(json!({
-            "time": crate::localkms::now_rfc3339(),
-            "user": bounded(user),
-            "owner": b(owner),
-            "object": b(object),
-            "keyArn": b(key_arn),
-            "decision": if allowed { "allow" } else { "deny" },
-            "reason": bounded(reason),
-        }));
+        let r = AuditRecord {
+            event: "decision".into(),
+            user: bounded(user).into_owned(),
+            owner: b(owner),
+            object: b(object),
+            key_arn: b(key_arn),
+            decision: Some(if allowed { "allow" } else { "deny" }.into()),
+            reason: b(Some(reason)),
+            ..self.blank()
+        };
+        self.write(r).await?;
+        self.counts[usize::from(!allowed)].fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// A share granted (`share`) or revoked (`unshare`) by `user`.
-    pub fn event(&self, user: &str, owner: &str, object: &str, event: &str, target: &str) {
-        self.write(json!({
-            "time": crate::localkms::now_rfc3339(),
-            "event": event,
-            "user": bounded(user),
-            "owner": bounded(owner),
-            "object": bounded(object),
-            "target": bounded(target),
-        }));
+    pub async fn event(&self, user: &str, owner: &str, object: &str, event: &str, target: &str) -> meta::Result<()> {
+        let b = |s: &str| Some(bounded(s).into_owned());
+        let r = AuditRecord { event: event.into(), user: bounded(user).into_owned(), owner: b(owner), object: b(object), target: b(target), ..self.blank() };
+        self.write(r).await
     }
 
-    fn write(&self, line: serde_json::Value) {
-        let mine = {
-            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = writeln!(q.lines, "{line}");
-            q.queued += 1;
-            q.queued
-        };
-        let wait = || self.until_durable(mine);
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
-            _ => wait(),
-        }
+    fn blank(&self) -> AuditRecord {
+        AuditRecord { at: crate::localkms::now(), instance: self.instance.clone(), ..AuditRecord::default() }
     }
 
-    fn until_durable(&self, mine: u64) {
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        while q.durable < mine {
-            if q.syncing {
-                q = self.synced.wait(q).unwrap_or_else(|p| p.into_inner());
-                continue;
-            }
-            // This thread syncs everything queued so far.
-            q.syncing = true;
-            let lines = std::mem::take(&mut q.lines);
-            let upto = q.queued;
-            drop(q);
-            let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
-            if f.write_all(&lines).and_then(|_| f.sync_data()).is_err() {
-                tracing::error!("cannot write the audit log");
-            }
-            drop(f);
-            q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            q.syncing = false;
-            q.durable = upto;
-            self.synced.notify_all();
+    async fn write(&self, r: AuditRecord) -> meta::Result<()> {
+        let stopped = || meta::Error::new(meta::Kind::Unavailable, "the audit writer has stopped");
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.queue.send((r, reply)).await.map_err(|_| stopped())?;
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+/// Commits what is queued, a batch at a time, and answers each record's caller.
+async fn writer(db: Arc<dyn Metadata>, stdout: bool, mut rx: tokio::sync::mpsc::Receiver<(AuditRecord, Reply)>) {
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
+        let (records, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+        let result = db.append_audit(&records).await;
+        match &result {
+            Ok(()) if stdout => print_lines(&records),
+            Ok(()) => {}
+            Err(e) => tracing::error!(error = %e.detail, records = records.len(), "cannot write audit records: their requests fail"),
+        }
+        for reply in replies {
+            let _ = reply.send(result.clone());
         }
     }
+}
+
+fn print_lines(records: &[AuditRecord]) {
+    let mut out = std::io::stdout().lock();
+    for r in records {
+        let _ = writeln!(out, "{}", json(r));
+    }
+    let _ = out.flush();
+}
+
+/// A record as today's JSON line: decisions with `keyArn`, `decision` and
+/// `reason`; share events with `event` and `target`.
+pub fn json(r: &AuditRecord) -> serde_json::Value {
+    let mut v = json!({
+        "time": crate::localkms::rfc3339(r.at),
+        "instance": r.instance,
+        "user": r.user,
+        "owner": r.owner,
+        "object": r.object,
+    });
+    if r.event == "decision" {
+        v["keyArn"] = json!(r.key_arn);
+        v["decision"] = json!(r.decision);
+        v["reason"] = json!(r.reason);
+    } else {
+        v["event"] = json!(r.event);
+        v["target"] = json!(r.target);
+    }
+    v
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::meta::{AuditQuery, Sqlite};
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    }
+
+    async fn all(db: &dyn Metadata) -> Vec<AuditRecord> {
+        db.audit(&AuditQuery { limit: 100_000, ..Default::default() }).await.unwrap()
+    }
 
     #[test]
     fn concurrent_decisions_are_all_recorded_whole() {
         let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("audit.log");
-        let log = std::sync::Arc::new(AuditLog::open(&path).unwrap());
-        let threads: Vec<_> = (0..16)
-            .map(|t| {
-                let (log, path) = (log.clone(), path.clone());
-                std::thread::spawn(move || {
-                    for i in 0..50 {
-                        log.record("u", Some("u"), Some(&format!("o-{t}-{i}")), None, i % 2 == 0, "test");
-                        // Returned: the line is in the file.
-                        let text = std::fs::read_to_string(&path).unwrap();
-                        assert!(text.contains(&format!("\"o-{t}-{i}\"")));
-                    }
+        let db: Arc<dyn Metadata> = Arc::new(Sqlite::open(&d.path().join("g.sqlite3")).unwrap());
+        runtime().block_on(async {
+            let log = Arc::new(AuditLog::start(db.clone(), "test-1".into(), false));
+            let tasks: Vec<_> = (0..16)
+                .map(|t| {
+                    let (log, db) = (log.clone(), db.clone());
+                    tokio::spawn(async move {
+                        for i in 0..50 {
+                            let object = format!("o-{t}-{i}");
+                            log.record("u", Some("u"), Some(&object), None, i % 2 == 0, "test").await.unwrap();
+                            // Returned: the record is committed.
+                            let q = AuditQuery { object: Some(object), limit: 10, ..Default::default() };
+                            assert_eq!(db.audit(&q).await.unwrap().len(), 1);
+                        }
+                    })
                 })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        let text = std::fs::read_to_string(d.path().join("audit.log")).unwrap();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(lines.len(), 800);
-        let objects: std::collections::BTreeSet<_> = lines.iter().map(|l| l["object"].as_str().unwrap().to_owned()).collect();
-        assert_eq!(objects.len(), 800);
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let records = all(&*db).await;
+            assert_eq!(records.len(), 800);
+            let objects: std::collections::BTreeSet<_> = records.iter().map(|r| r.object.clone().unwrap()).collect();
+            assert_eq!(objects.len(), 800);
+            assert!(records.iter().all(|r| r.instance == "test-1" && r.event == "decision"));
+            assert_eq!(records.iter().filter(|r| r.decision.as_deref() == Some("allow")).count(), 400);
+            assert_eq!(log.counts[0].load(Ordering::Relaxed), 400);
+        });
     }
 
     #[test]
     fn fields_are_bounded() {
         let d = tempfile::tempdir().unwrap();
-        let log = AuditLog::open(&d.path().join("audit.log")).unwrap();
-        let huge = "é".repeat(40_000);
-        log.record(&huge, Some(&huge), Some(&huge), Some(&huge), false, &huge);
-        log.event(&huge, &huge, &huge, "share", &huge);
-        let text = std::fs::read_to_string(d.path().join("audit.log")).unwrap();
-        for line in text.lines() {
-            assert!(line.len() < 8 * FIELD_MAX, "{} bytes", line.len());
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            assert!(v["user"].as_str().unwrap().ends_with("…[80000 bytes]"));
-        }
+        let db: Arc<dyn Metadata> = Arc::new(Sqlite::open(&d.path().join("g.sqlite3")).unwrap());
+        runtime().block_on(async {
+            let log = AuditLog::start(db.clone(), "i".into(), false);
+            let huge = "é".repeat(40_000);
+            log.record(&huge, Some(&huge), Some(&huge), Some(&huge), false, &huge).await.unwrap();
+            log.event(&huge, &huge, &huge, "share", &huge).await.unwrap();
+            for r in all(&*db).await {
+                let line = json(&r).to_string();
+                assert!(line.len() < 8 * FIELD_MAX, "{} bytes", line.len());
+                assert!(r.user.ends_with("…[80000 bytes]"));
+            }
+        });
         assert_eq!(bounded("short"), "short");
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_committed_fails_its_caller() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("g.sqlite3");
+        let db: Arc<dyn Metadata> = Arc::new(Sqlite::open(&path).unwrap());
+        runtime().block_on(async {
+            let log = AuditLog::start(db.clone(), "i".into(), false);
+            log.record("u", None, None, None, true, "ok").await.unwrap();
+            // The table gone (as a database refusing writes would): the caller hears of it.
+            rusqlite::Connection::open(&path).unwrap().execute_batch("DROP TABLE audit").unwrap();
+            let e = log.record("u", None, None, None, true, "lost").await.unwrap_err();
+            assert_eq!(e.kind, meta::Kind::Other, "{e}");
+            assert_eq!(log.counts[0].load(Ordering::Relaxed), 1, "only the committed decision is counted");
+        });
     }
 }

@@ -36,6 +36,8 @@
 //! # database_url = "postgres://gateway:…@db.internal:5432/files?sslmode=require"   # absent: SQLite in data_dir
 //! # database_ca = "rds-global-bundle.pem"   # the database server's CA: TLS, verified (needed for sslmode=require)
 //! # database_pool = 16              # connections per instance
+//! # instance_name = "gw-1"         # in audit records (default: host name and listen port)
+//! audit_stdout = false              # also print each audit record as a JSON line on stdout
 //! drain_seconds = 0                 # on SIGTERM: answer /readyz 503 this long, still serving, before closing
 //! shutdown_grace_seconds = 30       # then: requests in flight get this long to finish
 //! [[users]]
@@ -189,6 +191,36 @@ pub struct Config {
     /// Most database connections this instance opens.
     #[serde(default = "default_database_pool")]
     pub database_pool: usize,
+    /// This instance's name in audit records; default `HOST:PORT`
+    /// (`HOST/pid-PID` when the port is picked at start).
+    #[serde(default)]
+    pub instance_name: Option<String>,
+    /// Each committed audit record also as a JSON line on standard output.
+    #[serde(default)]
+    pub audit_stdout: bool,
+}
+
+impl Config {
+    /// Every default, on `data_dir`: for commands that only read a data
+    /// directory (the demo's has no configuration file).
+    pub fn defaults_in(data_dir: PathBuf) -> Config {
+        let mut c: Config = toml::from_str("key = \"\"").expect("every field but key has a default");
+        c.data_dir = data_dir;
+        c
+    }
+
+    /// The name audit records give this instance.
+    pub fn instance(&self) -> String {
+        self.instance_name.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+            let host = if host.is_empty() { "gateway" } else { &host };
+            match self.listen.port() {
+                // A port picked at bind time: the process tells instances apart.
+                0 => format!("{host}/pid-{}", std::process::id()),
+                port => format!("{host}:{port}"),
+            }
+        })
+    }
 }
 
 /// S3's smallest part (but the last) and largest part.

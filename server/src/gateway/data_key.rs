@@ -3,7 +3,9 @@
 //! cached answer), prove the claim with the digest KMS returned, then
 //! answer in the shape of KMS Decrypt.
 //!
-//! Every decision about an authenticated caller is an audit line; requests
+//! Every decision about an authenticated caller is an audit record,
+//! committed before the answer (a record that cannot be written fails the
+//! request, releasing nothing); requests
 //! with no valid credential, over plain HTTP from off the machine, or over
 //! the caller's rate are counted in the metrics instead.
 
@@ -73,42 +75,51 @@ pub async fn decrypt_data_key(State(gw): State<Shared>, Extension(peer): Extensi
         gw.audit.refusals.rate_limited.fetch_add(1, Ordering::Relaxed);
         return Err(retry_after(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "too many data-key requests; retry later", wait));
     }
+    // A refusal is answered only once it is recorded.
     let deny = |status, code, owner: Option<&str>, object: Option<&str>, arn: Option<&str>, reason: &str| {
-        gw.audit.record(&who, owner, object, arn, false, reason);
-        err(status, code, reason)
+        let answer = err(status, code, reason);
+        let (gw, who) = (&gw, &who);
+        let (owner, object, arn, reason) = (owner.map(str::to_owned), object.map(str::to_owned), arn.map(str::to_owned), reason.to_owned());
+        async move {
+            match gw.audit.record(who, owner.as_deref(), object.as_deref(), arn.as_deref(), false, &reason).await {
+                Ok(()) => answer,
+                Err(e) => e.into(),
+            }
+        }
     };
     if let Err(e) = json_content_type(req.headers()) {
-        gw.audit.record(&who, None, None, None, false, "not a JSON body");
+        gw.audit.record(&who, None, None, None, false, "not a JSON body").await?;
         return Err(e);
     }
     let (parts, body) = req.into_parts();
     let body = match read_body(&parts.headers, body, JSON_MAX).await {
         Ok(b) => b,
-        Err(e) => return Err(deny(e.status(), e.code(), None, None, None, "the request body was refused")),
+        Err(e) => return Err(deny(e.status(), e.code(), None, None, None, "the request body was refused").await),
     };
     let req = match DecryptRequest::parse(&body) {
         Ok(r) => r,
-        Err(r) => return Err(deny(refusal_status(&r), r.code, None, r.object.as_deref(), r.key_id.as_deref(), &r.reason)),
+        Err(r) => return Err(deny(refusal_status(&r), r.code, None, r.object.as_deref(), r.key_id.as_deref(), &r.reason).await),
     };
     let (object, arn, alg) = (req.object.as_str(), Some(req.key_id.as_str()), req.algorithm);
     // The context names the object's owner and id; the proof below makes
     // sure the wrapped key was made for exactly this context.
     let Some(owner) = req.encryption_context.get("owner").cloned() else {
-        return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", None, Some(object), arn, "the encryption context names no owner"));
+        return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", None, Some(object), arn, "the encryption context names no owner").await);
     };
     let found = match gw.db.get(&owner, object).await {
         Ok(found) => found,
         Err(e) => {
-            gw.audit.record(&who, Some(&owner), Some(object), arn, false, &format!("metadata: {}", e.kind_name()));
+            // Recorded where it can be (the database may be down).
+            let _ = gw.audit.record(&who, Some(&owner), Some(object), arn, false, &format!("metadata: {}", e.kind_name())).await;
             return Err(e.into());
         }
     };
     let o = match found {
         Some(o) if entitled(&o, &who) => o,
-        _ => return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", Some(&owner), Some(object), arn, "not entitled to this object")),
+        _ => return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", Some(&owner), Some(object), arn, "not entitled to this object").await),
     };
     if req.key_id != o.key_arn {
-        return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", Some(&owner), Some(object), arn, "the object is not under this key"));
+        return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", Some(&owner), Some(object), arn, "the object is not under this key").await);
     }
     // A cached KMS answer for this wrapped key, or KMS itself.
     let cache_key = KmsCache::key(&req.key_id, alg.as_str(), &req.ciphertext_blob);
@@ -120,7 +131,7 @@ pub async fn decrypt_data_key(State(gw): State<Shared>, Extension(peer): Extensi
             match gw.kms.decrypt_key(kms_req).await {
                 Ok(r) => (r, false),
                 Err(f) => {
-                    gw.audit.record(&who, Some(&owner), Some(object), arn, false, &format!("KMS: {}", f.detail));
+                    gw.audit.record(&who, Some(&owner), Some(object), arn, false, &format!("KMS: {}", f.detail)).await?;
                     return Err(kms_failure(&f));
                 }
             }
@@ -130,11 +141,12 @@ pub async fn decrypt_data_key(State(gw): State<Shared>, Extension(peer): Extensi
     let digest: [u8; 48] = Sha384::digest(&req.serialized_context).into();
     let proven = resp.key_id == req.key_id && resp.plaintext.len() > 48 && bool::from(resp.plaintext[..48].ct_eq(&digest));
     if !proven {
-        return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", Some(&owner), Some(object), arn, "the wrapped key is bound to another encryption context"));
+        return Err(deny(StatusCode::FORBIDDEN, "FORBIDDEN", Some(&owner), Some(object), arn, "the wrapped key is bound to another encryption context").await);
     }
     if !cached {
         gw.kms_cache.put(cache_key, &resp.key_id, &resp.plaintext);
     }
-    gw.audit.record(&who, Some(&owner), Some(object), arn, true, if o.owner == who { "owner" } else { "shared" });
+    // No key leaves unrecorded.
+    gw.audit.record(&who, Some(&owner), Some(object), arn, true, if o.owner == who { "owner" } else { "shared" }).await?;
     Ok(Json(json!({ "plaintext": B64.encode(&resp.plaintext[..]), "keyId": resp.key_id, "encryptionAlgorithm": alg.as_str() })).into_response())
 }

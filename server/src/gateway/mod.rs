@@ -42,7 +42,9 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+pub use audit::json as audit_json;
 pub use config::Config;
+pub use meta::{AuditQuery, AuditRecord};
 use meta::Metadata;
 
 use crate::kms_client::Kms;
@@ -101,11 +103,15 @@ async fn open_store(config: &Config) -> Result<(Arc<dyn storage::Storage>, Optio
     }
 }
 
+/// PostgreSQL's URL: `KMS_ENVELOPE_DATABASE_URL`, else `database_url`.
+fn database_url(config: &Config) -> Option<String> {
+    std::env::var("KMS_ENVELOPE_DATABASE_URL").ok().filter(|u| !u.is_empty()).or_else(|| config.database_url.as_ref().map(|u| u.0.clone()))
+}
+
 /// The configured metadata database: PostgreSQL when `database_url` (or
 /// `KMS_ENVELOPE_DATABASE_URL`) is set, else SQLite in the data directory.
 async fn open_metadata(config: &Config) -> Result<Arc<dyn Metadata>, String> {
-    let url = std::env::var("KMS_ENVELOPE_DATABASE_URL").ok().filter(|u| !u.is_empty()).or_else(|| config.database_url.as_ref().map(|u| u.0.clone()));
-    if let Some(url) = url {
+    if let Some(url) = database_url(config) {
         let c = meta::PostgresConfig { url, ca: config.database_ca.clone(), pool: config.database_pool };
         return Ok(Arc::new(meta::Postgres::open(&c).await?));
     }
@@ -115,6 +121,16 @@ async fn open_metadata(config: &Config) -> Result<Arc<dyn Metadata>, String> {
         drop(crate::private_fs::create_new(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?);
     }
     Ok(Arc::new(meta::Sqlite::open(&path)?))
+}
+
+/// Reads audit records from the configured database (`kms-envelope audit`);
+/// the embedded SQLite database must exist already.
+pub async fn audit_records(config: &Config, q: &AuditQuery) -> Result<Vec<AuditRecord>, String> {
+    let sqlite = config.data_dir.join("gateway.sqlite3");
+    if database_url(config).is_none() && !sqlite.exists() {
+        return Err(format!("no gateway database at {} (and no database_url)", sqlite.display()));
+    }
+    open_metadata(config).await?.audit(q).await.map_err(|e| e.detail)
 }
 
 /// The key size, from the length of its DER SPKI.
@@ -161,7 +177,7 @@ impl Gateway {
             }
             users.push((u.name.clone(), h));
         }
-        let audit = audit::AuditLog::open(&data.join("audit.log"))?;
+        let audit = audit::AuditLog::start(db.clone(), config.instance(), config.audit_stdout);
         let sessions = session::Sessions::new(db.clone(), Duration::from_secs(config.session_hours.max(1) * 3600));
         let decrypt_bucket = meta::Bucket { rate: config.decrypt_rate_per_second.max(0.001), burst: f64::from(config.decrypt_burst.max(1)) };
         let auth_bucket = meta::Bucket { rate: (config.auth_failures_per_minute / 60.0).max(0.001), burst: f64::from(config.auth_failure_burst.max(1)) };

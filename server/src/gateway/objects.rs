@@ -129,7 +129,7 @@ pub async fn share(State(gw): State<Shared>, Extension(peer): Extension<Peer>, m
     }
     let new = gw.db.share(&o.owner, &o.id, &r.user, crate::localkms::now()).await?;
     if new {
-        gw.audit.event(&caller.user, &o.owner, &o.id, "share", &r.user);
+        gw.audit.event(&caller.user, &o.owner, &o.id, "share", &r.user).await?;
     }
     Ok(Json(object_json(&gw.db.get(&o.owner, &o.id).await?.ok_or_else(not_found)?)).into_response())
 }
@@ -152,7 +152,7 @@ pub async fn unshare(State(gw): State<Shared>, Extension(peer): Extension<Peer>,
     if !removed {
         return Err(err(StatusCode::NOT_FOUND, "NOT_FOUND", "the object is not shared with this user"));
     }
-    gw.audit.event(&caller.user, &o.owner, &o.id, "unshare", &user);
+    gw.audit.event(&caller.user, &o.owner, &o.id, "unshare", &user).await?;
     tracing::info!(object = %o.id, owner = %o.owner, user = %user, "share revoked");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -29,7 +29,7 @@ pub use inprocess::InProcess;
 pub use store::KeyRecord;
 use store::Store;
 pub use store::now;
-pub use store::now_rfc3339;
+pub use store::rfc3339;
 pub use store::write_atomic;
 
 /// An AWS-style error: the exception name and a message.

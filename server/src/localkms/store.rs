@@ -226,9 +226,9 @@ impl Store {
     }
 }
 
-/// The current UTC time as RFC 3339 (`2026-11-22T23:59:59.123Z`).
-pub fn now_rfc3339() -> String {
-    let t = now();
+/// Seconds since the epoch as RFC 3339 UTC, to the millisecond
+/// (`2026-11-22T23:59:59.123Z`).
+pub fn rfc3339(t: f64) -> String {
     let secs = t.floor() as i64;
     let millis = ((t - t.floor()) * 1000.0) as u32;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));

@@ -182,11 +182,28 @@ fn spawn_gateway(dir: &Path, args: &[&str], env: &[(&str, &Path)], level: &str, 
     let mut line = String::new();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     out.read_line(&mut line).unwrap();
-    // Keep reading what else it prints, as a terminal would.
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    // Keep what else it prints (audit lines with `audit_stdout`) in dir/gateway.stdout.
+    let mut rest = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("gateway.stdout")).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut rest));
     let url = line.split_whitespace().nth(3).unwrap_or_else(|| panic!("unexpected: {line:?}")).to_owned();
     let kms = line.rsplit("KMS ").next().unwrap_or("").trim().trim_end_matches(')').to_owned();
     Gw { child, url, kms, dir: dir.to_owned() }
+}
+
+/// The audit records of the gateway configured in `dir`, as
+/// `kms-envelope audit --json` prints them (one JSON line each).
+pub fn audit_text(dir: &Path) -> String {
+    cli(&["audit", "--config", dir.join("gateway.toml").to_str().unwrap(), "--json"])
+}
+
+pub fn audit_records(dir: &Path) -> Vec<Value> {
+    audit_text(dir).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// The JSON lines a gateway started in `dir` printed on stdout.
+pub fn stdout_records(dir: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(dir.join("gateway.stdout")).unwrap_or_default();
+    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
 pub fn status(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {

@@ -72,6 +72,44 @@ pub enum Take {
     Peek,
 }
 
+/// One audit record: a data-key decision about an authenticated caller
+/// (`event` "decision", with the key, the decision and its reason), or a
+/// share granted or revoked (`event` "share" / "unshare", with its target).
+/// Never key material; fields come already bounded.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct AuditRecord {
+    /// Assigned by the database as records are inserted; 0 until then.
+    pub seq: i64,
+    /// Seconds since the epoch, when the gateway decided.
+    pub at: f64,
+    /// The gateway instance that decided (`instance_name`).
+    pub instance: String,
+    pub event: String,
+    pub user: String,
+    pub owner: Option<String>,
+    pub object: Option<String>,
+    pub key_arn: Option<String>,
+    /// "allow" or "deny", for decisions.
+    pub decision: Option<String>,
+    pub reason: Option<String>,
+    /// Whom a share was granted to or revoked from.
+    pub target: Option<String>,
+}
+
+/// Which audit records to read: from `since` (inclusive) to `until`
+/// (exclusive), optionally one user's (as caller) or one object's, oldest
+/// first, at most `limit`, after sequence number `after`.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub since: f64,
+    pub until: Option<f64>,
+    pub user: Option<String>,
+    pub owner: Option<String>,
+    pub object: Option<String>,
+    pub after: i64,
+    pub limit: usize,
+}
+
 /// What went wrong in the database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -206,4 +244,11 @@ pub trait Metadata: Send + Sync {
     /// database): `Ok(Ok(()))` if the request may go on, `Ok(Err(wait))`
     /// when the bucket is empty.
     async fn take(&self, name: &str, bucket: Bucket, take: Take) -> Result<std::result::Result<(), Duration>>;
+
+    /// Appends audit records in one transaction: all of them are durable
+    /// when this returns `Ok`, none if it fails.
+    async fn append_audit(&self, records: &[AuditRecord]) -> Result<()>;
+
+    /// The audit records `q` selects, by sequence number.
+    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>>;
 }

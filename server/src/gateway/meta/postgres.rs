@@ -17,7 +17,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 
-use super::{Bucket, Error, Kind, Metadata, Object, Result, SessionKey, Take, Upload};
+use super::{AuditQuery, AuditRecord, Bucket, Error, Kind, Metadata, Object, Result, SessionKey, Take, Upload};
 
 /// How to reach the database.
 #[derive(Clone)]
@@ -63,6 +63,16 @@ const MIGRATIONS: &[(i32, &str)] = &[
          CREATE INDEX sessions_by_expiry ON sessions (expires);
          CREATE UNLOGGED TABLE rate_buckets (name TEXT PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL,
              at DOUBLE PRECISION NOT NULL);",
+    ),
+    (
+        4,
+        // Audit records of every instance, numbered as inserted.
+        "CREATE TABLE audit (seq BIGSERIAL PRIMARY KEY, at DOUBLE PRECISION NOT NULL, instance TEXT NOT NULL,
+             event TEXT NOT NULL, user_name TEXT NOT NULL, owner TEXT, object_id TEXT, key_arn TEXT,
+             decision TEXT, reason TEXT, target TEXT);
+         CREATE INDEX audit_by_time ON audit (at);
+         CREATE INDEX audit_by_user ON audit (user_name, at);
+         CREATE INDEX audit_by_object ON audit (object_id, at);",
     ),
 ];
 
@@ -220,6 +230,24 @@ fn upload_row(r: &Row) -> Upload {
 }
 
 const UPLOAD_COLUMNS: &str = "id, owner, object_id, store_upload_id, part_bytes, created, touched";
+const AUDIT_COLUMNS: &str = "seq, at, instance, event, user_name, owner, object_id, key_arn, decision, reason, target";
+
+fn audit_row(r: &Row) -> AuditRecord {
+    AuditRecord {
+        seq: r.get(0),
+        at: r.get(1),
+        instance: r.get(2),
+        event: r.get(3),
+        user: r.get(4),
+        owner: r.get(5),
+        object: r.get(6),
+        key_arn: r.get(7),
+        decision: r.get(8),
+        reason: r.get(9),
+        target: r.get(10),
+    }
+}
+
 const INSERT_OBJECT: &str = "INSERT INTO objects (owner, id, key_arn, size, created, file_name) VALUES ($1, $2, $3, $4, $5, $6)";
 
 fn object_params(o: &Object) -> (i64, [&(dyn tokio_postgres::types::ToSql + Sync); 5]) {
@@ -438,6 +466,44 @@ impl Metadata for Postgres {
         }
         Ok(Err(Duration::from_secs_f64(((1.0 - tokens) / bucket.rate).max(0.001))))
     }
+
+    async fn append_audit(&self, records: &[AuditRecord]) -> Result<()> {
+        // One statement (one round trip, one commit) for the whole batch.
+        let text = |f: fn(&AuditRecord) -> &str| records.iter().map(f).collect::<Vec<&str>>();
+        let opt = |f: fn(&AuditRecord) -> Option<&str>| records.iter().map(f).collect::<Vec<Option<&str>>>();
+        let at: Vec<f64> = records.iter().map(|r| r.at).collect();
+        let (instance, event, user) = (text(|r| &r.instance), text(|r| &r.event), text(|r| &r.user));
+        let (owner, object, arn) = (opt(|r| r.owner.as_deref()), opt(|r| r.object.as_deref()), opt(|r| r.key_arn.as_deref()));
+        let (decision, reason, target) = (opt(|r| r.decision.as_deref()), opt(|r| r.reason.as_deref()), opt(|r| r.target.as_deref()));
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO audit (at, instance, event, user_name, owner, object_id, key_arn, decision, reason, target)
+                 SELECT * FROM UNNEST($1::float8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])",
+                &[&at, &instance, &event, &user, &owner, &object, &arn, &decision, &reason, &target],
+            )
+            .await
+            .map_err(fail)?;
+        Ok(())
+    }
+
+    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let limit = q.limit as i64;
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > $1 AND at >= $2 AND ($3::float8 IS NULL OR at < $3)
+                     AND ($4::text IS NULL OR user_name = $4) AND ($5::text IS NULL OR owner = $5) AND ($6::text IS NULL OR object_id = $6)
+                     ORDER BY seq LIMIT $7"
+                ),
+                &[&q.after, &q.since, &q.until, &q.user, &q.owner, &q.object, &limit],
+            )
+            .await
+            .map_err(fail)?;
+        Ok(rows.iter().map(audit_row).collect())
+    }
 }
 
 #[cfg(test)]
@@ -524,12 +590,15 @@ mod tests {
             // From the previous version and the one before, with data: kept, and the new tables there.
             let url = create_db(&s, "previous").await;
             let db = Postgres::open(&config(&url, None)).await.unwrap();
-            let undo_v3 = "DROP TABLE sessions, rate_buckets; DELETE FROM kms_envelope_schema WHERE version = 3;";
-            db.client().await.unwrap().batch_execute(undo_v3).await.unwrap();
+            let undo = |v: i32, tables: &str| format!("DROP TABLE {tables}; DELETE FROM kms_envelope_schema WHERE version = {v};");
+            db.client().await.unwrap().batch_execute(&undo(4, "audit")).await.unwrap();
             db.insert(&object("alice", "kept", 1.0)).await.unwrap();
             assert_eq!(db.migrate(VERSION).await.unwrap(), VERSION - 1, "found at the previous version");
+            let record = crate::gateway::meta::AuditRecord { at: 1.0, instance: "i".into(), event: "decision".into(), user: "alice".into(), ..Default::default() };
+            db.append_audit(&[record]).await.unwrap();
             db.create_session(&crate::gateway::meta::SessionKey([7; 32]), "alice", "c", 9.0).await.unwrap();
-            db.client().await.unwrap().batch_execute(&format!("{undo_v3} DROP TABLE uploads; DELETE FROM kms_envelope_schema WHERE version = 2;")).await.unwrap();
+            let back_to_1 = [undo(4, "audit"), undo(3, "sessions, rate_buckets"), undo(2, "uploads")].concat();
+            db.client().await.unwrap().batch_execute(&back_to_1).await.unwrap();
             assert_eq!(db.migrate(VERSION).await.unwrap(), 1, "found at version 1");
             assert!(db.exists("alice", "kept").await.unwrap());
             db.insert_upload(&crate::gateway::meta::tests::upload("u", "alice", "o")).await.unwrap();

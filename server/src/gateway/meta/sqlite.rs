@@ -6,7 +6,7 @@
 //!
 //! Schema versions are SQLite's `user_version`: 0 (ids unique across
 //! owners), 1 (ids per owner, shares with grant times), 2 (direct uploads),
-//! 3 (web sessions).
+//! 3 (web sessions), 4 (audit records).
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Bucket, Error, Kind, Metadata, Object, Result, SessionKey, Take, Upload};
+use super::{AuditQuery, AuditRecord, Bucket, Error, Kind, Metadata, Object, Result, SessionKey, Take, Upload};
 use crate::gateway::ratelimit::RateLimiter;
 
 /// The database, and the token buckets: in memory, as SQLite serves one
@@ -58,8 +58,18 @@ const V3: &str = "
     CREATE TABLE sessions (id_hash BLOB PRIMARY KEY, user TEXT NOT NULL, csrf TEXT NOT NULL, expires REAL NOT NULL);
     PRAGMA user_version = 3;";
 
+/// Version 4: audit records (they were lines of `audit.log` before).
+const V4: &str = "
+    CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, instance TEXT NOT NULL,
+        event TEXT NOT NULL, user TEXT NOT NULL, owner TEXT, object_id TEXT, key_arn TEXT,
+        decision TEXT, reason TEXT, target TEXT);
+    CREATE INDEX audit_by_time ON audit (at);
+    CREATE INDEX audit_by_user ON audit (user, at);
+    CREATE INDEX audit_by_object ON audit (object_id, at);
+    PRAGMA user_version = 4;";
+
 /// The schema version this gateway writes.
-const VERSION: i64 = 3;
+const VERSION: i64 = 4;
 
 /// Version 0 had globally unique ids (`objects.id` the primary key).
 const FROM_V0: &str = "
@@ -101,15 +111,15 @@ impl Sqlite {
             if has_objects {
                 tx.execute_batch(COPY_V0).map_err(fail)?;
             }
-            tx.execute_batch(V2).map_err(fail)?;
-            tx.execute_batch(V3).map_err(fail)?;
+            for v in [V2, V3, V4] {
+                tx.execute_batch(v).map_err(fail)?;
+            }
             tx.commit().map_err(fail)?;
         } else if version < VERSION {
             let tx = c.transaction().map_err(fail)?;
-            if version < 2 {
-                tx.execute_batch(V2).map_err(fail)?;
+            for v in [V2, V3, V4].iter().skip(version as usize - 1) {
+                tx.execute_batch(v).map_err(fail)?;
             }
-            tx.execute_batch(V3).map_err(fail)?;
             tx.commit().map_err(fail)?;
         } else if version != VERSION {
             return Err(format!("{} has schema version {version}, newer than this gateway's ({VERSION})", path.display()));
@@ -143,6 +153,24 @@ fn upload_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Upload> {
 const UPLOAD_COLUMNS: &str = "id, owner, object_id, store_upload_id, part_bytes, created, touched";
 
 const INSERT_OBJECT: &str = "INSERT INTO objects (owner, id, key_arn, size, created, file_name) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+const AUDIT_COLUMNS: &str = "seq, at, instance, event, user, owner, object_id, key_arn, decision, reason, target";
+
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        seq: r.get(0)?,
+        at: r.get(1)?,
+        instance: r.get(2)?,
+        event: r.get(3)?,
+        user: r.get(4)?,
+        owner: r.get(5)?,
+        object: r.get(6)?,
+        key_arn: r.get(7)?,
+        decision: r.get(8)?,
+        reason: r.get(9)?,
+        target: r.get(10)?,
+    })
+}
 
 fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<T>>) -> Result<Vec<T>> {
     rows.collect::<rusqlite::Result<Vec<T>>>().map_err(fail)
@@ -301,6 +329,36 @@ impl Metadata for Sqlite {
             Take::Peek => limiter.blocked(key),
         })
     }
+
+    async fn append_audit(&self, records: &[AuditRecord]) -> Result<()> {
+        let mut c = self.conn();
+        let tx = c.transaction().map_err(fail)?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT INTO audit (at, instance, event, user, owner, object_id, key_arn, decision, reason, target)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
+                .map_err(fail)?;
+            for r in records {
+                st.execute(params![r.at, r.instance, r.event, r.user, r.owner, r.object, r.key_arn, r.decision, r.reason, r.target]).map_err(fail)?;
+            }
+        }
+        tx.commit().map_err(fail)
+    }
+
+    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let c = self.conn();
+        let mut st = c
+            .prepare_cached(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > ?1 AND at >= ?2 AND (?3 IS NULL OR at < ?3)
+                 AND (?4 IS NULL OR user = ?4) AND (?5 IS NULL OR owner = ?5) AND (?6 IS NULL OR object_id = ?6)
+                 ORDER BY seq LIMIT ?7"
+            ))
+            .map_err(fail)?;
+        let rows = st.query_map(params![q.after, q.since, q.until, q.user, q.owner, q.object, q.limit as i64], audit_row).map_err(fail)?;
+        collect(rows)
+    }
 }
 
 #[cfg(test)]
@@ -328,11 +386,11 @@ mod tests {
         let o = block_on(db.get("alice", "x")).unwrap().unwrap();
         assert_eq!((o.size, o.file_name.as_deref(), o.shared_with.as_slice()), (5, Some("f.txt"), &["bob".to_owned()][..]));
         drop(db);
-        assert!(block_on(Sqlite::open(&path).unwrap().exists("alice", "x")).unwrap(), "opens again at version 2");
+        assert!(block_on(Sqlite::open(&path).unwrap().exists("alice", "x")).unwrap(), "opens again at the current version");
     }
 
     #[test]
-    fn a_version_1_database_gains_the_uploads_and_sessions_tables() {
+    fn a_version_1_database_gains_the_uploads_sessions_and_audit_tables() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("g.sqlite3");
         {
@@ -345,9 +403,13 @@ mod tests {
         block_on(db.insert_upload(&upload("u", "alice", "y"))).unwrap();
         assert_eq!(block_on(db.uploads()).unwrap().len(), 1);
         block_on(db.create_session(&crate::gateway::meta::SessionKey([1; 32]), "alice", "c", 9.0)).unwrap();
+        let r = AuditRecord { at: 1.0, instance: "i".into(), event: "decision".into(), user: "alice".into(), ..Default::default() };
+        block_on(db.append_audit(&[r])).unwrap();
         drop(db);
         let db = Sqlite::open(&path).unwrap();
         assert!(block_on(db.session(&crate::gateway::meta::SessionKey([1; 32]), 1.0)).unwrap().is_some(), "sessions outlive a restart");
+        let q = crate::gateway::meta::AuditQuery { limit: 10, ..Default::default() };
+        assert_eq!(block_on(db.audit(&q)).unwrap().len(), 1, "audit records outlive a restart");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Bucket, Kind, Metadata, Object, SessionKey, Take, Upload};
+use super::{AuditQuery, AuditRecord, Bucket, Kind, Metadata, Object, SessionKey, Take, Upload};
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
@@ -29,6 +29,49 @@ pub async fn suite(db: &dyn Metadata) {
     one_winner(db).await;
     sessions(db).await;
     buckets(db).await;
+    audit(db).await;
+}
+
+/// Audit records: appended in batches, numbered in order, read back by
+/// time, caller, owner and object, a page at a time.
+async fn audit(db: &dyn Metadata) {
+    let rec = |at: f64, user: &str, owner: &str, object: &str| AuditRecord {
+        at,
+        instance: "gw-1".into(),
+        event: "decision".into(),
+        user: user.into(),
+        owner: Some(owner.into()),
+        object: Some(object.into()),
+        key_arn: Some("arn:k".into()),
+        decision: Some("allow".into()),
+        reason: Some("owner".into()),
+        ..Default::default()
+    };
+    db.append_audit(&[rec(10.0, "alice", "alice", "a"), rec(20.0, "bob", "alice", "a"), rec(30.0, "bob", "bob", "b")]).await.unwrap();
+    let share = AuditRecord { at: 40.0, instance: "gw-2".into(), event: "share".into(), user: "alice".into(), owner: Some("alice".into()), object: Some("a".into()), target: Some("bob".into()), ..Default::default() };
+    db.append_audit(std::slice::from_ref(&share)).await.unwrap();
+    db.append_audit(&[]).await.unwrap();
+    let q = |f: fn(&mut AuditQuery)| {
+        let mut q = AuditQuery { limit: 100, ..Default::default() };
+        f(&mut q);
+        q
+    };
+    let all = db.audit(&q(|_| {})).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "numbered in order");
+    assert_eq!(AuditRecord { seq: 0, ..all[3].clone() }, share, "read back as written");
+    assert_eq!(AuditRecord { seq: 0, ..all[0].clone() }, rec(10.0, "alice", "alice", "a"));
+    let at = |rs: Vec<AuditRecord>| rs.iter().map(|r| r.at).collect::<Vec<_>>();
+    assert_eq!(at(db.audit(&q(|q| q.since = 20.0)).await.unwrap()), [20.0, 30.0, 40.0], "since is inclusive");
+    assert_eq!(at(db.audit(&q(|q| q.until = Some(30.0))).await.unwrap()), [10.0, 20.0], "until is exclusive");
+    assert_eq!(at(db.audit(&q(|q| q.user = Some("bob".into()))).await.unwrap()), [20.0, 30.0]);
+    assert_eq!(at(db.audit(&q(|q| q.owner = Some("alice".into()))).await.unwrap()), [10.0, 20.0, 40.0]);
+    assert_eq!(at(db.audit(&q(|q| q.object = Some("b".into()))).await.unwrap()), [30.0]);
+    let first = db.audit(&q(|q| q.limit = 2)).await.unwrap();
+    assert_eq!(at(first.clone()), [10.0, 20.0]);
+    let after = first[1].seq;
+    let rest = db.audit(&AuditQuery { limit: 2, after, ..Default::default() }).await.unwrap();
+    assert_eq!(at(rest), [30.0, 40.0], "the next page");
 }
 
 async fn sessions(db: &dyn Metadata) {
