@@ -112,7 +112,7 @@ report.machine = { cpus: cpus().length, cpuModel: cpus()[0].model, loadavgBefore
 report.package = readFileSync(join(root, 'pkg/SIZE.txt'), 'utf8').trim();
 report.date = new Date().toISOString();
 
-// Native and gateway, each in its own process, after the browser run.
+// Native, gateway and two instances, each in its own process, after the browser run.
 const sub = (script, args) => {
   const r = spawnSync('node', [join(root, 'scripts', script), ...args.map(String)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`${script} failed`);
@@ -120,6 +120,7 @@ const sub = (script, args) => {
 };
 const native = sub('bench-native.mjs', [process.env.BENCH_NATIVE_MIB || 256, runs]);
 const gateway = sub('bench-gateway.mjs', [process.env.BENCH_GATEWAY_SECONDS || 10, 32]);
+const instances = sub('bench-instances.mjs', [process.env.BENCH_INSTANCES_SECONDS || 5, 3, 32]);
 const uploads = webUploads(Number(process.env.BENCH_UPLOAD_ROUNDS || 4));
 
 /**
@@ -140,7 +141,7 @@ function webUploads(rounds) {
   return { ...JSON.parse(readFileSync(out, 'utf8')), failed, machine: { loadavg1: +loadavg()[0].toFixed(2) } };
 }
 
-const all = { date: report.date, machine: report.machine, browser: report, native, gateway, uploads };
+const all = { date: report.date, machine: report.machine, browser: report, native, gateway, instances, uploads };
 mkdirSync(join(root, 'bench'), { recursive: true });
 writeFileSync(join(root, 'bench/results.json'), JSON.stringify(all, null, 2) + '\n');
 const f0 = (x) => (x === undefined ? '' : Math.round(x).toString());
@@ -169,6 +170,13 @@ const md = [
   '| endpoint | requests/s | p50 ms | p99 ms | connections | requests | load |',
   '|---|---|---|---|---|---|---|',
   ...gatewayRows,
+  '',
+  `**Two gateways, one service**: ${instances.what}; ${instances.rounds} alternating rounds of ${instances.seconds} s, ${instances.connections} connections from two wrk processes either way (both on one instance, or one on each). Same machine, so no gain is expected; the ratio (median of per-round ratios) shows what sharing the database costs.`,
+  '',
+  '| instances | data-key requests/s per round | two ÷ one |',
+  '|---|---|---|',
+  `| one | ${instances.oneInstance.join(', ')} | |`,
+  `| two, sharing PostgreSQL and KMS | ${instances.twoInstances.join(', ')} | ${instances.ratio}× |`,
   '',
   `**Web app uploads**, ${uploads.mib} MiB through the page in Chromium, ${uploads.rounds} rounds alternating the modes (release gateway; S3 is moto's server on the same two cores, ${uploads.s3.storeCpuPerGiB} CPU-s per GiB it receives). A ratio is the median over the rounds of S3's speed over the gateway's; the upload includes hashing the file.`,
   '',

@@ -41,8 +41,10 @@ step_wasm() {
 }
 
 step_bench() {
-  # The load generator for the gateway benchmark, and OpenSSL for the AES-GCM ceiling.
+  # The load generator for the gateway benchmark, OpenSSL for the AES-GCM
+  # ceiling, PostgreSQL for the two-instance benchmark.
   apt_install wrk openssl
+  step_postgres
 }
 
 step_postgres() {

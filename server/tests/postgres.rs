@@ -64,6 +64,25 @@ fn instance(dir: &Path, kms: &str, kms_creds: &Path, db: &str, s3: &str, extra: 
     start_env(dir, &[("AWS_SHARED_CREDENTIALS_FILE", kms_creds)])
 }
 
+/// Two instances, `a` and `b` under `root`, sharing a fresh database, one
+/// bucket (moto) and one KMS, each with `extra` configuration lines.
+struct Pair {
+    s3: S3,
+    _kms: Helper,
+    a: Gw,
+    b: Gw,
+}
+
+fn pair(root: &Path, extra: &str) -> Pair {
+    let s3 = moto_s3();
+    let (kms, kms_url) = kms_service(root);
+    let creds = root.join("kms/kms/credentials");
+    let db = pg().config_lines();
+    let a = instance(&root.join("a"), &kms_url, &creds, &db, &s3.moto, extra);
+    let b = instance(&root.join("b"), &kms_url, &creds, &db, &s3.moto, extra);
+    Pair { s3, _kms: kms, a, b }
+}
+
 fn data_key(gw: &Gw, user: &'static str, arn: &str, blob: &[u8]) -> Result<Vec<u8>, String> {
     let keyring = KmsRsaKeyring::new(arn, None, KmsRsaAlgorithm::RsaesOaepSha256).unwrap().with_kms_decrypt(Arc::new(ViaGateway { url: gw.url.clone(), user }));
     block_on(Client::new().decrypt(&keyring, blob, &DecryptOptions::default())).map(|(plain, _)| plain).map_err(|e| e.to_string())
@@ -79,13 +98,7 @@ fn listed(gw: &Gw, user: &str) -> Vec<String> {
 #[ignore = "needs PostgreSQL and the Python venv (make test installs them)"]
 fn two_gateways_share_one_database_bucket_and_kms() {
     let root = tempfile::tempdir().unwrap();
-    let s3 = moto_s3();
-    let (_kms, kms_url) = kms_service(root.path());
-    let creds = root.path().join("kms/kms/credentials");
-    let db = pg().config_lines();
-    let budget = "decrypt_burst = 4\ndecrypt_rate_per_second = 0.01";
-    let a = instance(&root.path().join("a"), &kms_url, &creds, &db, &s3.moto, budget);
-    let b = instance(&root.path().join("b"), &kms_url, &creds, &db, &s3.moto, budget);
+    let Pair { s3, _kms, a, b } = pair(root.path(), "decrypt_burst = 4\ndecrypt_rate_per_second = 0.01");
     for gw in [&a, &b] {
         assert_eq!(readyz(&gw.url).0, 200);
     }
@@ -279,13 +292,7 @@ fn trial(gw: &Gw, instance: &'static str, sealer: &Sealer, user: &'static str, n
 #[ignore = "needs PostgreSQL and the Python venv (make test installs them)"]
 fn an_instance_killed_mid_traffic_loses_nothing_acknowledged() {
     let root = tempfile::tempdir().unwrap();
-    let s3 = moto_s3();
-    let (_kms, kms_url) = kms_service(root.path());
-    let creds = root.path().join("kms/kms/credentials");
-    let db = pg().config_lines();
-    let plenty = "decrypt_burst = 10000\ndecrypt_rate_per_second = 1000\nmax_uploads_per_user = 64";
-    let a = instance(&root.path().join("a"), &kms_url, &creds, &db, &s3.moto, plenty);
-    let b = instance(&root.path().join("b"), &kms_url, &creds, &db, &s3.moto, plenty);
+    let Pair { s3, _kms, a, b } = pair(root.path(), "decrypt_burst = 10000\ndecrypt_rate_per_second = 1000\nmax_uploads_per_user = 64");
     let sealer = Sealer::new(&b);
     let arn = status(ureq::get(&format!("{}/v1/public-key", b.url)).call()).1["keyArn"].as_str().unwrap().to_owned();
 
