@@ -77,6 +77,10 @@ step_node() {
     log "npm ci in tests/interop"
     (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
   fi
+  if [ ! -d tests/oidc/node_modules/oidc-provider ]; then
+    log "npm ci in tests/oidc (oidc-provider)"
+    (cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error)
+  fi
 }
 
 step_jstools() {

@@ -29,7 +29,7 @@ step() {
 step native   cargo test --workspace --all-targets
 step doc      cargo test --workspace --doc
 step interop  cargo test --test interop -- --include-ignored
-step localkms cargo test -p kms-envelope-server --test localkms --test kms_emulators --test s3 --test postgres -- --include-ignored
+step localkms cargo test -p kms-envelope-server --test localkms --test kms_emulators --test s3 --test postgres --test oidc -- --include-ignored
 # The gateway tests again with metadata in PostgreSQL (a scratch server per
 # test binary, a database per gateway), and the metadata suite against it.
 step postgres env KMS_ENVELOPE_TEST_POSTGRES=1 cargo test -p kms-envelope-server --bin kms-envelope --test gateway --test review --test s3 -- --include-ignored

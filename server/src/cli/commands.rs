@@ -274,6 +274,8 @@ pub fn serve(args: super::ServeArgs) -> Result<(), Error> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in a log file or shipper.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let bad = |e: String| Error::new(ErrorCode::InvalidArgument, e);
     let listen = args.listen.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("address"));

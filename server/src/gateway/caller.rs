@@ -1,5 +1,6 @@
-//! Who is calling: a bearer token (scripts, the CLI) or the web app's
-//! session cookie, checked before any request body is read.
+//! Who is calling: a bearer token (scripts, the CLI: a static token, or a
+//! JWT from the configured OpenID provider) or the web app's session
+//! cookie, checked before any request body is read.
 //!
 //! Failed authentication is throttled per (claimed user, client address),
 //! and only failures spend the budget:
@@ -17,11 +18,13 @@
 //!   bounds what a misbehaving client costs.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, StatusCode};
 
 use super::errors::{err, retry_after, ApiError};
 use super::meta::Take;
+use super::oidc::{self, Oidc, Refusal};
 use super::peer::Peer;
 use super::session::{self, Credential};
 use super::Gateway;
@@ -59,6 +62,24 @@ pub async fn charge_failure(gw: &Gateway, key: &str) -> Result<(), ApiError> {
     gw.auth_throttle(key, Take::One).await.map(|_| ())
 }
 
+/// The user a provider's JWT names. A refused token is a failure like a
+/// wrong static token, and its reason (never the token) is logged; a
+/// provider that cannot be reached is not the caller's failure.
+pub async fn provider_user(gw: &Gateway, oidc: &Oidc, peer: &Peer, token: &str) -> Result<String, ApiError> {
+    match oidc.verify(token).await {
+        Ok(user) => Ok(user),
+        Err(Refusal::Unavailable) => Err(retry_after(StatusCode::SERVICE_UNAVAILABLE, Refusal::Unavailable.code(), Refusal::Unavailable.message(), Duration::from_secs(5))),
+        Err(r) => {
+            tracing::info!(reason = r.code(), client = %peer.addr, "bearer token refused");
+            let key = failure_key(None, peer);
+            not_throttled(gw, &key).await?;
+            charge_failure(gw, &key).await?;
+            gw.audit.refusals.unauthenticated.fetch_add(1, Ordering::Relaxed);
+            Err(err(StatusCode::UNAUTHORIZED, r.code(), r.message()))
+        }
+    }
+}
+
 /// Authenticates a request. A cookie alone never authorizes a state
 /// change: those need the CSRF token and a request from the web app's origin.
 pub async fn authenticate(gw: &Gateway, peer: &Peer, method: &Method, headers: &HeaderMap) -> Result<Caller, ApiError> {
@@ -69,12 +90,15 @@ pub async fn authenticate(gw: &Gateway, peer: &Peer, method: &Method, headers: &
     match session::credential(headers) {
         Credential::Bearer(t) => match gw.user_for_token(t) {
             Some(u) => Ok(Caller { user: u.to_owned(), session: None }),
-            None => {
-                let key = failure_key(None, peer);
-                not_throttled(gw, &key).await?;
-                charge_failure(gw, &key).await?;
-                Err(refused())
-            }
+            None => match gw.oidc.as_ref().filter(|_| oidc::is_jwt(t)) {
+                Some(o) => Ok(Caller { user: provider_user(gw, o, peer, t).await?, session: None }),
+                None => {
+                    let key = failure_key(None, peer);
+                    not_throttled(gw, &key).await?;
+                    charge_failure(gw, &key).await?;
+                    Err(refused())
+                }
+            },
         },
         Credential::Cookie(id) => {
             let (user, csrf) = gw.sessions.get(id).await?.ok_or_else(refused)?;

@@ -40,9 +40,21 @@
 //! audit_stdout = false              # also print each audit record as a JSON line on stdout
 //! drain_seconds = 0                 # on SIGTERM: answer /readyz 503 this long, still serving, before closing
 //! shutdown_grace_seconds = 30       # then: requests in flight get this long to finish
-//! [[users]]
+//! [[users]]                        # static bearer tokens: the demo, service accounts
 //! name = "alice"
 //! token_sha256 = "…"                # hex SHA-256 of the user's bearer token
+//! [oidc]                            # bearer tokens (JWTs) from an OpenID provider
+//! issuer = "https://login.example.com/"   # exactly as the discovery document says
+//! audience = "https://files.example.com"  # the `aud` tokens must carry
+//! user_claim = "sub"                # the claim that names the user
+//! clock_skew_seconds = 60           # leeway on exp and nbf
+//! jwks_refresh_seconds = 30         # an unknown kid refetches the keys at most this often
+//! jwks_max_age_seconds = 3600       # keys are refetched when older than this
+//! # client_id = "…"                 # the web app's sign-in (authorization code + PKCE)
+//! # scope = "openid"
+//! # authorization_params = { audience = "https://files.example.com" }
+//! # web_token = "access_token"      # or "id_token": the token the web app trades for a session
+//! # display_name = "Example SSO"
 //! ```
 
 use std::net::SocketAddr;
@@ -54,6 +66,68 @@ use serde::Deserialize;
 pub struct User {
     pub name: String,
     pub token_sha256: String,
+}
+
+/// An OpenID provider whose JWTs are bearer tokens (`[oidc]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    pub issuer: String,
+    pub audience: String,
+    #[serde(default = "default_user_claim")]
+    pub user_claim: String,
+    #[serde(default = "default_skew")]
+    pub clock_skew_seconds: u64,
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_seconds: u64,
+    #[serde(default = "default_jwks_max_age")]
+    pub jwks_max_age_seconds: u64,
+    /// The web app's client (public, PKCE); absent: no web sign-in.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default = "default_scope")]
+    pub scope: String,
+    /// Extra authorization request parameters (e.g. Auth0's `audience`).
+    #[serde(default)]
+    pub authorization_params: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub web_token: WebToken,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// The token the web app presents to open a session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebToken {
+    #[default]
+    AccessToken,
+    IdToken,
+}
+
+impl WebToken {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebToken::AccessToken => "access_token",
+            WebToken::IdToken => "id_token",
+        }
+    }
+}
+
+fn default_user_claim() -> String {
+    "sub".into()
+}
+fn default_skew() -> u64 {
+    60
+}
+fn default_jwks_refresh() -> u64 {
+    30
+}
+fn default_jwks_max_age() -> u64 {
+    3600
+}
+fn default_scope() -> String {
+    "openid".into()
 }
 
 /// A connection string that may hold a password: shown only as its scheme.
@@ -198,6 +272,8 @@ pub struct Config {
     /// Each committed audit record also as a JSON line on standard output.
     #[serde(default)]
     pub audit_stdout: bool,
+    #[serde(default)]
+    pub oidc: Option<OidcConfig>,
 }
 
 impl Config {
@@ -318,7 +394,7 @@ impl Config {
                 return Err(format!("user {}: token_sha256 must be 64 hex digits", u.name));
             }
             if !valid_name(&u.name) {
-                return Err(format!("user name {:?}: use letters, digits, '.', '_' or '-', starting with a letter or digit (and not \"incoming\")", u.name));
+                return Err(format!("user name {:?}: use letters, digits, '.', '_', '-' or '@', starting with a letter or digit (and not \"incoming\")", u.name));
             }
         }
         let mut names = std::collections::HashSet::new();
@@ -355,6 +431,9 @@ impl Config {
         if self.presign_seconds == 0 || self.presign_seconds > 7 * 24 * 3600 || self.upload_idle_seconds == 0 || self.sweep_seconds == 0 {
             return Err("presign_seconds (at most 7 days), upload_idle_seconds and sweep_seconds must be positive".into());
         }
+        if let Some(o) = &self.oidc {
+            check_oidc(o)?;
+        }
         if let Some(o) = &self.public_origin {
             super::origin::parse(o).ok_or_else(|| format!("public_origin {o:?}: write scheme://host[:port], e.g. https://files.example.com"))?;
         }
@@ -367,27 +446,67 @@ impl Config {
     }
 }
 
-/// A user name: 1 to 64 letters, digits, '.', '_' or '-', starting with a
+fn check_oidc(o: &OidcConfig) -> Result<(), String> {
+    if !secure_url(&o.issuer) {
+        return Err(format!("oidc.issuer {:?}: an https:// URL (http:// only on loopback)", o.issuer));
+    }
+    if o.audience.is_empty() || o.user_claim.is_empty() {
+        return Err("oidc.audience and oidc.user_claim must not be empty".into());
+    }
+    if o.jwks_refresh_seconds == 0 || o.jwks_max_age_seconds < o.jwks_refresh_seconds || o.clock_skew_seconds > 300 {
+        return Err("oidc: jwks_refresh_seconds positive, jwks_max_age_seconds at least that, clock_skew_seconds at most 300".into());
+    }
+    Ok(())
+}
+
+/// An `https://` URL, or `http://` to a loopback host (a provider on this
+/// machine, as in tests): keys fetched in the clear from elsewhere could
+/// be anyone's.
+pub fn secure_url(url: &str) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    matches!(host, "localhost" | "[::1]") || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A user name: 1 to 64 letters, digits, '.', '_', '-' or '@' (an e-mail
+/// address from an OpenID provider), starting with a
 /// letter or digit (it names the user's directory under `objects/`, so
 /// never `.`, `..` or a hidden name) and not `incoming` (the directory of
 /// uploads in progress).
 pub fn valid_name(s: &str) -> bool {
     s.len() <= 64
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
         && s != "incoming"
 }
 
 #[cfg(test)]
 mod tests {
-    use super::valid_name;
+    use super::{secure_url, valid_name};
+
+    #[test]
+    fn provider_urls_are_https_or_loopback() {
+        for ok in ["https://login.example.com/", "http://127.0.0.1:9000", "http://localhost/realms/x", "http://[::1]:80/", "http://127.0.0.2"] {
+            assert!(secure_url(ok), "{ok}");
+        }
+        for bad in ["http://login.example.com", "http://127.0.0.1.evil.com/", "http://localhost.evil.com:80", "ftp://127.0.0.1", "login.example.com", "http://10.0.0.1"] {
+            assert!(!secure_url(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn user_names_are_safe_directory_names() {
-        for ok in ["alice", "bob.smith", "u_1", "9lives", "a-b"] {
+        for ok in ["alice", "bob.smith", "u_1", "9lives", "a-b", "carol@example.com"] {
             assert!(valid_name(ok), "{ok}");
         }
-        for bad in ["", ".", "..", ".hidden", "-x", "incoming", "a/b", "a b", "é", &"x".repeat(65)] {
+        for bad in ["", ".", "..", ".hidden", "-x", "incoming", "a/b", "a b", "é", "@x", "auth0|123", &"x".repeat(65)] {
             assert!(!valid_name(bad), "{bad:?}");
         }
     }

@@ -21,6 +21,7 @@ mod kms_cache;
 mod listener;
 mod meta;
 mod objects;
+mod oidc;
 mod origin;
 mod peer;
 mod ratelimit;
@@ -65,6 +66,8 @@ pub struct Gateway {
     local: Option<Arc<storage::LocalDir>>,
     pub audit: audit::AuditLog,
     users: Vec<(String, [u8; 32])>,
+    /// The OpenID provider whose JWTs are bearer tokens, if configured.
+    oidc: Option<oidc::Oidc>,
     sessions: session::Sessions,
     /// Data-key requests per user.
     decrypt_bucket: meta::Bucket,
@@ -177,6 +180,7 @@ impl Gateway {
             }
             users.push((u.name.clone(), h));
         }
+        let oidc = config.oidc.clone().map(oidc::Oidc::new).transpose()?;
         let audit = audit::AuditLog::start(db.clone(), config.instance(), config.audit_stdout);
         let sessions = session::Sessions::new(db.clone(), Duration::from_secs(config.session_hours.max(1) * 3600));
         let decrypt_bucket = meta::Bucket { rate: config.decrypt_rate_per_second.max(0.001), burst: f64::from(config.decrypt_burst.max(1)) };
@@ -194,6 +198,7 @@ impl Gateway {
             local,
             audit,
             users,
+            oidc,
             sessions,
             decrypt_bucket,
             auth_bucket,
@@ -226,6 +231,16 @@ impl Gateway {
             }
         }
         found
+    }
+
+    /// Whether `name` can be a user: a configured one, or, with an OpenID
+    /// provider, any valid name (its users are not listed anywhere; a
+    /// share with a name no one signs in as gives nobody anything).
+    pub fn may_be_user(&self, name: &str) -> bool {
+        match self.oidc {
+            Some(_) => config::valid_name(name),
+            None => self.users.iter().any(|(u, _)| u == name),
+        }
     }
 
     /// Key ARNs an upload may be wrapped for: whatever the configured key

@@ -124,7 +124,7 @@ pub async fn share(State(gw): State<Shared>, Extension(peer): Extension<Peer>, m
     let body = read_body(&parts.headers, body, JSON_MAX).await?;
     let r: ShareRequest = parse_json(&body).map_err(|r| err(StatusCode::BAD_REQUEST, r.code, r.reason))?;
     let o = owned(&gw, &caller, &id).await?;
-    if !gw.config.users.iter().any(|u| u.name == r.user) {
+    if !gw.may_be_user(&r.user) {
         return Err(err(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "no such user"));
     }
     let new = gw.db.share(&o.owner, &o.id, &r.user, crate::localkms::now()).await?;

@@ -41,6 +41,13 @@ pub fn parse(s: &str) -> Option<String> {
     }
 }
 
+/// The origin of a URL (`https://idp.example/tenant/` → `https://idp.example`).
+pub fn of_url(url: &str) -> Option<String> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    parse(&format!("{scheme}://{authority}"))
+}
+
 /// The origins the web app may be served from: the configured one, or for
 /// a loopback listener its address and `localhost` on the same port.
 pub fn allowed(public_origin: Option<&str>, tls: bool, bound: std::net::SocketAddr) -> Vec<String> {
@@ -72,6 +79,9 @@ mod tests {
         for bad in ["files.example.com", "ftp://x", "https://", "https://a/b", "https://u@a", "https://a:99999", "null", "https://::1"] {
             assert_eq!(parse(bad), None, "{bad}");
         }
+        assert_eq!(of_url("https://Login.Example.com/tenant/v2.0?x#y").as_deref(), Some("https://login.example.com"));
+        assert_eq!(of_url("http://127.0.0.1:9000").as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(of_url("https://u@idp.example/"), None);
         let local = allowed(None, false, "127.0.0.1:4000".parse().unwrap());
         assert_eq!(local, ["http://127.0.0.1:4000", "http://localhost:4000"]);
         assert_eq!(allowed(Some("https://files.example.com"), true, "0.0.0.0:443".parse().unwrap()), ["https://files.example.com"]);

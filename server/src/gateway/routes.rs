@@ -25,6 +25,9 @@
 //!   object store and KMS answer, 503 `NOT_READY` / `DRAINING` otherwise (see `health`)
 //! - `POST /v1/login` `{ user, token }` → `{ user, csrfToken }` and the session cookie;
 //!   `GET /v1/session` → the same for a live session; `POST /v1/logout`
+//! - `GET /v1/oidc` → `{ issuer, clientId, scope, authorizationParams, token, name }`, how the
+//!   web app signs in with the OpenID provider (404 `OIDC_NOT_CONFIGURED` without one);
+//!   `POST /v1/login/oidc` with `Authorization: Bearer JWT` → as `POST /v1/login`
 //!
 //! Every request but the public key and login needs `Authorization: Bearer
 //! TOKEN` or the session cookie (plus `X-CSRF-Token` on requests that change
@@ -48,7 +51,7 @@ use base64::Engine;
 use kms_envelope_server::api::{parse_json, LoginRequest};
 use serde_json::json;
 
-use super::caller::{authenticate, charge_failure, failure_key, not_throttled, unauthorized};
+use super::caller::{authenticate, charge_failure, failure_key, not_throttled, provider_user, unauthorized};
 use super::errors::{err, ApiError};
 use super::peer::{self, Peer};
 use super::request::{json_content_type, read_body, JSON_MAX};
@@ -63,6 +66,8 @@ pub fn router(gw: Shared) -> Router {
     let api = Router::new()
         .route("/v1/public-key", get(public_key))
         .route("/v1/login", post(login))
+        .route("/v1/oidc", get(oidc_config))
+        .route("/v1/login/oidc", post(oidc_login))
         .route("/v1/logout", post(logout))
         .route("/v1/session", get(current_session))
         .route("/v1/objects", post(transfers::upload).get(objects::list))
@@ -84,7 +89,8 @@ pub fn router(gw: Shared) -> Router {
         None => api,
     };
     let tls = gw.config.tls();
-    let csp = content_security_policy(gw.store.origin());
+    let idp = gw.config.oidc.as_ref().filter(|o| o.client_id.is_some()).and_then(|o| super::origin::of_url(&o.issuer));
+    let csp = content_security_policy(&[gw.store.origin().map(str::to_owned), idp].into_iter().flatten().collect::<Vec<_>>());
     app.layer(axum::middleware::from_fn(super::errors::json_errors))
         .layer(axum::middleware::from_fn_with_state(gw.clone(), with_peer))
         .layer(axum::middleware::from_fn(move |req, next| security_headers(tls, csp.clone(), req, next)))
@@ -120,13 +126,11 @@ async fn api_headers(limit: Duration, req: Request, next: Next) -> Response {
 }
 
 /// The web app's Content-Security-Policy: no inline script, no
-/// third-party origin but the object store's (for direct transfers); wasm
-/// allowed.
-fn content_security_policy(store_origin: Option<&str>) -> HeaderValue {
-    let connect = match store_origin {
-        Some(o) => format!("'self' {o}"),
-        None => "'self'".to_owned(),
-    };
+/// third-party origin but the object store's (for direct transfers) and
+/// the OpenID provider's (discovery and the token endpoint, for the web
+/// sign-in); wasm allowed.
+fn content_security_policy(others: &[String]) -> HeaderValue {
+    let connect = std::iter::once("'self'").chain(others.iter().map(String::as_str)).collect::<Vec<_>>().join(" ");
     HeaderValue::from_str(&format!(
         "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src {connect}; \
          img-src 'self' blob: data:; style-src 'self'; object-src 'none'; base-uri 'none'; \
@@ -178,20 +182,51 @@ async fn login(State(gw): State<Shared>, Extension(peer): Extension<Peer>, req: 
     let key = failure_key(Some(&r.user), &peer);
     not_throttled(&gw, &key).await?;
     match gw.user_for_token(&r.token) {
-        Some(u) if u == r.user => {
-            let (id, csrf) = gw.sessions.create(u).await?;
-            tracing::info!(user = u, "signed in");
-            let mut resp = Json(json!({ "user": u, "csrfToken": csrf })).into_response();
-            let cookie = session::set_cookie(Some(&id), gw.sessions.lifetime());
-            resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?);
-            Ok(resp)
-        }
+        Some(u) if u == r.user => open_session(&gw, u).await,
         _ => {
             charge_failure(&gw, &key).await?;
             gw.audit.refusals.unauthenticated.fetch_add(1, Ordering::Relaxed);
             Err(err(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "wrong user name or token"))
         }
     }
+}
+
+/// A session cookie for `user`, and the answer that carries it.
+async fn open_session(gw: &Gateway, user: &str) -> Result<Response, ApiError> {
+    let (id, csrf) = gw.sessions.create(user).await?;
+    tracing::info!(user, "signed in");
+    let mut resp = Json(json!({ "user": user, "csrfToken": csrf })).into_response();
+    let cookie = session::set_cookie(Some(&id), gw.sessions.lifetime());
+    resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?);
+    Ok(resp)
+}
+
+fn oidc_not_configured() -> ApiError {
+    err(StatusCode::NOT_FOUND, "OIDC_NOT_CONFIGURED", "this gateway has no OpenID provider for the web app")
+}
+
+/// How the web app signs in with the OpenID provider (public: the page
+/// needs it before anyone is signed in).
+async fn oidc_config(State(gw): State<Shared>) -> Result<Response, ApiError> {
+    let c = gw.oidc.as_ref().and_then(|o| o.web_config()).ok_or_else(oidc_not_configured)?;
+    Ok(Json(c).into_response())
+}
+
+/// Trades a provider's token for a session. The token comes in the
+/// `Authorization` header, which a cross-site form cannot set, and the
+/// request must come from the web app's origin, so another site cannot
+/// sign a browser in as someone else.
+async fn oidc_login(State(gw): State<Shared>, Extension(peer): Extension<Peer>, req: Request) -> Result<Response, ApiError> {
+    if !session::same_origin(req.headers(), gw.origins()) {
+        return Err(err(StatusCode::FORBIDDEN, "CSRF", "a sign-in from another origin (or no public_origin configured): refused"));
+    }
+    let oidc = gw.oidc.as_ref().ok_or_else(oidc_not_configured)?;
+    let token = match session::credential(req.headers()) {
+        session::Credential::Bearer(t) if super::oidc::is_jwt(t) => t,
+        _ => return Err(err(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "send the provider's token as Authorization: Bearer")),
+    };
+    let user = provider_user(&gw, oidc, &peer, token).await?;
+    open_session(&gw, &user).await
 }
 
 /// Ends the session that authenticated this request, and only that one (a
