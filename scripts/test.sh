@@ -57,7 +57,7 @@ renderer_retry() {
 }
 step chromium renderer_retry cargo test --target wasm32-unknown-unknown --test browser --test js_browser
 step pkg      bash -c 'scripts/pkg.sh && node tests/pkg/run.mjs'
-step e2e      bash -c 'scripts/www.sh && node tests/e2e/run.mjs && node tests/e2e/s3.mjs'
+step e2e      bash -c 'scripts/www.sh && node tests/e2e/run.mjs && node tests/e2e/s3.mjs && node tests/e2e/oidc.mjs'
 step audit    scripts/audit.sh
 # Every seed and past finding through the fuzz properties, then a short fuzz run.
 step fuzz     bash -c 'CARGO_TARGET_DIR=target cargo test --manifest-path fuzz/Cargo.toml && scripts/fuzz.sh "${FUZZ_TEST_SECONDS:-15}"'

@@ -2,6 +2,7 @@
 // uploads and downloads run by the crypto worker, the file list.
 import { bytes, duration, date, Rate } from './format.js';
 import { GatewayError, explain } from './errors.js';
+import { providerConfig, startSignIn, isCallback, finishSignIn } from './sso.js';
 
 const $ = (id) => document.getElementById(id);
 const state = { user: null, csrf: null, key: null, objects: [], trustedKey: false };
@@ -98,6 +99,27 @@ $('login-form').addEventListener('submit', async (ev) => {
     notice(e.status === 401 ? 'Wrong user name or token.' : explain(e));
   } finally {
     $('login-submit').disabled = false;
+  }
+});
+
+// Single sign-on: the provider's token, sent once in the Authorization
+// header (which no other site can make this browser send), buys the session.
+async function openSession(token) {
+  const res = await fetch('/v1/login/oidc', { method: 'POST', headers: { Authorization: `Bearer ${token}` }, credentials: 'same-origin' });
+  const json = await res.json().catch(() => ({}));
+  if (!res.ok) throw new GatewayError(res.status, json.error, json.message);
+  return json;
+}
+
+let sso = null;
+
+$('sso-signin').addEventListener('click', async () => {
+  $('sso-signin').disabled = true;
+  try {
+    await startSignIn(sso);
+  } catch (e) {
+    notice(`Cannot reach ${sso.name}: ${explain(e)}`);
+    $('sso-signin').disabled = false;
   }
 });
 
@@ -454,6 +476,22 @@ async function startPreview(o) {
 // ---- start -----------------------------------------------------------------
 
 (async () => {
+  sso = await providerConfig().catch(() => null);
+  if (sso) {
+    $('sso-signin').textContent = `Sign in with ${sso.name}`;
+    $('sso').hidden = false;
+  }
+  if (sso && isCallback()) {
+    try {
+      const { session, hash } = await finishSignIn(sso, openSession);
+      location.hash = hash && hash !== '#/login' ? hash : '#/files';
+      signedIn(session.user, session.csrfToken);
+    } catch (e) {
+      signedOut();
+      notice(`Sign-in with ${sso.name} failed: ${explain(e)}`);
+    }
+    return;
+  }
   try {
     const s = await call('GET', '/v1/session');
     signedIn(s.user, s.csrfToken);

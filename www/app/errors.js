@@ -16,6 +16,8 @@ export class GatewayError extends Error {
 }
 
 function fromGateway(status, error, message = '') {
+  if (error === 'IDP_UNAVAILABLE') return 'The sign-in provider cannot be reached right now. Try again in a moment.';
+  if (String(error || '').startsWith('TOKEN_')) return `The sign-in was refused: ${message}.`;
   if (status === 401 || error === 'UNAUTHENTICATED') return 'You are not signed in, or your session has expired. Sign in again.';
   if (error === 'CSRF') return 'The request was refused as cross-site. Reload the page and try again.';
   if (error === 'RATE_LIMITED') return 'Too many requests in a short time. Wait a moment and try again.';
