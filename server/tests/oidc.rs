@@ -186,10 +186,10 @@ fn a_provider_token_opens_a_session_and_provider_users_share() {
         if let Some(o) = origin {
             r = r.set("origin", o);
         }
-        r.call()
+        r
     };
-    assert_eq!(status(login(&alice, Some("https://evil.example"))).0, 403);
-    let r = login(&alice, Some(&gw.url)).unwrap();
+    assert_eq!(status(login(&alice, Some("https://evil.example")).call()).0, 403);
+    let r = login(&alice, Some(&gw.url)).call().unwrap();
     let cookie = r.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
     let v: Value = r.into_json().unwrap();
     assert_eq!(v["user"], "alice@example.com");

@@ -29,7 +29,7 @@
 //!   web app signs in with the OpenID provider (404 `OIDC_NOT_CONFIGURED` without one);
 //!   `POST /v1/login/oidc` with `Authorization: Bearer JWT` → as `POST /v1/login`
 //!
-//! Every request but the public key and login needs `Authorization: Bearer
+//! Every request but the public key, login and `/v1/oidc` needs `Authorization: Bearer
 //! TOKEN` or the session cookie (plus `X-CSRF-Token` on requests that change
 //! anything), checked before any body is read. Errors are `{ "error": CODE,
 //! "message": … }`, the HTTP stack's own refusals included; 429 and 503
