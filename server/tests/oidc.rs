@@ -140,18 +140,25 @@ fn provider_tokens_are_verified_and_every_bad_kind_refused() {
         assert_eq!((s, v["error"].as_str()), (401, Some("TOKEN_UNKNOWN_KEY")), "{v}");
     }
     assert_eq!(idp.jwks_requests(), before + 1, "one fetch for three tokens with an unknown kid");
-    // The provider rotates: tokens signed with its new key are accepted once fetched.
-    let (s, v) = status(ureq::post(&format!("{iss}/test/rotate")).call());
-    assert_eq!(s, 200, "{v}");
+    // A token signed with the key the provider publishes next: unknown now,
+    // accepted once the provider rotates and the gateway refetches.
+    let early = idp.sign(json!({}), good(json!({ "sub": "bob" })), "next-RS256");
+    let (s, v) = bearer(&gw, &early, "/v1/objects");
+    assert_eq!((s, v["error"].as_str()), (401, Some("TOKEN_UNKNOWN_KEY")), "{v}");
+    let (s, rotation) = status(ureq::post(&format!("{iss}/test/rotate")).call());
+    assert_eq!(s, 200, "{rotation}");
     std::thread::sleep(Duration::from_millis(1100));
+    let fetched = idp.jwks_requests();
+    let (s, v) = bearer(&gw, &early, "/v1/objects");
+    assert_eq!(s, 200, "after rotation: {v}");
+    assert_eq!(idp.jwks_requests(), fetched + 1, "one fetch finds the rotated key");
+    // The provider's own tokens are now signed with the new key, and pass.
     let (rotated, _) = idp.tokens(0, "bob", "rs256");
     let header: Value = serde_json::from_slice(&B64URL.decode(rotated.split('.').next().unwrap()).unwrap()).unwrap();
-    assert!(v["kids"].as_array().unwrap().contains(&header["kid"]), "signed with a new key: {header}");
-    let (s, v) = bearer(&gw, &rotated, "/v1/objects");
-    assert_eq!(s, 200, "after rotation: {v}");
-    assert_eq!(idp.jwks_requests(), before + 2);
+    assert!(rotation["kids"].as_array().unwrap().contains(&header["kid"]), "signed with a new key: {header}");
+    assert_eq!(bearer(&gw, &rotated, "/v1/objects").0, 200);
     assert_eq!(bearer(&gw, &real, "/v1/objects").0, 200, "the old key is still published: its tokens still pass");
-    seen.extend(pieces(&rotated));
+    seen.extend([&rotated, &early, &ghost].into_iter().flat_map(|t| pieces(t)));
 
     // The log says why, never what.
     drop(gw);

@@ -17,9 +17,10 @@
 //        the whole authorization code flow, over HTTP against this server
 //   POST /test/sign { header, claims, key } → { token }: a JWT signed with
 //        one of the provider's keys (`key`: "RS256", "PS256", "ES256"), or
-//        "ghost" (a key it does not publish), or "hs256-public" (HS256 with
-//        the RS256 public key as the secret)
-//   POST /test/rotate → { kids }: new keys, published first and used from now on
+//        "next-RS256" (… the key the next rotation publishes), "ghost" (a key
+//        it never publishes), or "hs256-public" (HS256 with the RS256 public
+//        key as the secret)
+//   POST /test/rotate → { kids }: the next keys, published first and used from now on
 //   GET  /test/stats → { jwksRequests }
 
 import http from 'node:http';
@@ -80,6 +81,8 @@ class Issuer {
 
   async init() {
     this.keys = await keySet();
+    // Published only from the next rotation on.
+    this.next = await keySet();
     this.ghost = await keyFor('RS256');
     this.make();
   }
@@ -130,7 +133,8 @@ class Issuer {
   }
 
   async rotate() {
-    this.keys = [...(await keySet()), ...this.keys];
+    this.keys = [...this.next, ...this.keys];
+    this.next = await keySet();
     this.make();
     return this.keys.slice(0, ALGS.length).map((k) => k.kid);
   }
@@ -196,7 +200,8 @@ class Issuer {
       const pub = crypto.createPublicKey({ key: { kty: 'RSA', n: rsa.n, e: rsa.e }, format: 'jwk' }).export({ type: 'spki', format: 'pem' });
       return new jose.SignJWT(claims).setProtectedHeader({ ...header, alg: 'HS256', kid: rsa.kid }).sign(new TextEncoder().encode(pub));
     }
-    const jwk = key === 'ghost' ? this.ghost : this.keys.find((k) => k.alg === key);
+    const jwk = key === 'ghost' ? this.ghost
+      : key.startsWith('next-') ? this.next.find((k) => k.alg === key.slice(5)) : this.keys.find((k) => k.alg === key);
     const priv = await jose.importJWK(jwk, jwk.alg);
     return new jose.SignJWT(claims).setProtectedHeader({ alg: jwk.alg, kid: jwk.kid, ...header }).sign(priv);
   }
