@@ -215,10 +215,16 @@ impl Client {
                 plaintext_length: opts.plaintext_length,
             })
             .await?;
+        // SPEC client-apis/encrypt.md: the message uses the suite of the
+        // materials, which a keyring must not change from the one asked for.
+        if materials.suite != suite {
+            return Err(err!(InvalidState, "the keyring changed the suite from {suite} to {}", materials.suite));
+        }
         let data_key = materials
             .data_key
             .as_ref()
-            .ok_or_else(|| err!(InvalidState, "the keyring produced no data key"))?;
+            .filter(|k| k.as_bytes().len() == suite.data_key_len())
+            .ok_or_else(|| err!(InvalidState, "the keyring produced no data key of the suite's length"))?;
         if materials.encrypted_data_keys.is_empty() {
             return Err(err!(InvalidState, "the keyring produced no encrypted data key"));
         }

@@ -218,9 +218,7 @@ impl Keyring for CachingKeyring {
     }
 
     async fn on_decrypt(&self, mut materials: DecryptionMaterials, edks: &[EncryptedDataKey]) -> Result<DecryptionMaterials> {
-        if materials.data_key.is_some() {
-            return Ok(materials);
-        }
+        super::needs_data_key(&materials)?;
         let ctx = context::serialize(&materials.encryption_context)?;
         let key = self.key(1, materials.suite.id(), &ctx, edks);
         if let Some(hit) = self.cache.take(&key, &self.limits, 0) {

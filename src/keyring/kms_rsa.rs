@@ -234,9 +234,7 @@ impl Keyring for KmsRsaKeyring {
         mut materials: DecryptionMaterials,
         edks: &[EncryptedDataKey],
     ) -> Result<DecryptionMaterials> {
-        if materials.data_key.is_some() {
-            return Ok(materials);
-        }
+        super::needs_data_key(&materials)?;
         if materials.suite.is_signing() {
             return Err(err!(
                 UnsupportedSuiteForKeyring,
@@ -249,22 +247,20 @@ impl Keyring for KmsRsaKeyring {
         })?;
         let expected_digest = context_digest(&materials.encryption_context)?;
         let mut failures: Vec<crate::Error> = Vec::new();
+        // SPEC framework/aws-kms/aws-kms-rsa-keyring.md (OnDecrypt): the EDKs
+        // are filtered first, and an aws-kms-rsa EDK whose provider info is
+        // not a key ARN fails the whole call (as the Material Providers'
+        // filter does), even when another EDK would unwrap.
+        let mut ours = Vec::new();
         for edk in edks.iter().filter(|e| e.provider_id == PROVIDER_ID) {
-            let info = match core::str::from_utf8(&edk.provider_info) {
-                Ok(s) => s,
-                Err(_) => {
-                    failures.push(err!(MalformedMessage, "aws-kms-rsa provider info is not UTF-8"));
-                    continue;
-                }
-            };
-            // SPEC: provider info that is not a key ARN fails the filter.
-            if let Err(e) = check_key_arn(info) {
-                failures.push(crate::Error::new(crate::ErrorCode::MalformedMessage, e.detail()));
-                continue;
+            let info = core::str::from_utf8(&edk.provider_info)
+                .map_err(|_| err!(MalformedMessage, "aws-kms-rsa provider info is not UTF-8"))?;
+            check_key_arn(info).map_err(|e| crate::Error::new(crate::ErrorCode::MalformedMessage, e.detail()))?;
+            if mrk_match(&self.key_arn, info) {
+                ours.push((edk, info));
             }
-            if !mrk_match(&self.key_arn, info) {
-                continue;
-            }
+        }
+        for (edk, info) in ours {
             let request = KmsDecryptRequest {
                 key_id: self.key_arn.clone(),
                 ciphertext_blob: edk.ciphertext.clone(),

@@ -33,12 +33,21 @@ pub trait Keyring: crate::MaybeSend {
 
     /// Sets `materials.data_key` from one of `edks` this keyring can unwrap,
     /// or fails with `NO_DECRYPTABLE_KEY` (listing each attempt). Materials
-    /// that already hold a data key are returned unchanged.
+    /// that already hold a data key are refused (`INVALID_STATE`).
     async fn on_decrypt(
         &self,
         materials: DecryptionMaterials,
         edks: &[EncryptedDataKey],
     ) -> Result<DecryptionMaterials>;
+}
+
+/// SPEC framework/keyring-interface.md (OnDecrypt): decryption materials
+/// that already hold a plaintext data key make a keyring fail, unchanged.
+pub(crate) fn needs_data_key(materials: &DecryptionMaterials) -> Result<()> {
+    if materials.data_key.is_some() {
+        return Err(crate::error::err!(InvalidState, "the decryption materials already hold a data key"));
+    }
+    Ok(())
 }
 
 /// Generates the data key when the materials have none.

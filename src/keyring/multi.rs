@@ -45,6 +45,11 @@ impl Keyring for MultiKeyring {
                     return Err(err!(InvalidState, "materials already hold a data key; a generator cannot run"));
                 }
                 materials = g.on_encrypt(materials).await?;
+                // SPEC framework/multi-keyring.md (OnEncrypt): a generator that
+                // returns no plaintext data key fails the call.
+                if materials.data_key.is_none() {
+                    return Err(err!(InvalidState, "the multi-keyring's generator returned no data key"));
+                }
             }
             None if materials.data_key.is_none() => {
                 return Err(err!(InvalidArgument, "a multi-keyring without a generator needs a data key"))
@@ -62,9 +67,7 @@ impl Keyring for MultiKeyring {
         mut materials: DecryptionMaterials,
         edks: &[EncryptedDataKey],
     ) -> Result<DecryptionMaterials> {
-        if materials.data_key.is_some() {
-            return Ok(materials);
-        }
+        super::needs_data_key(&materials)?;
         let mut failures = Vec::new();
         for k in self.generator.iter().chain(self.children.iter()) {
             let attempt = DecryptionMaterials {

@@ -91,9 +91,7 @@ impl Keyring for RawAesKeyring {
         mut materials: DecryptionMaterials,
         edks: &[EncryptedDataKey],
     ) -> Result<DecryptionMaterials> {
-        if materials.data_key.is_some() {
-            return Ok(materials);
-        }
+        super::needs_data_key(&materials)?;
         let aad = context::serialize(&materials.encryption_context)?;
         let mut failures: Vec<crate::Error> = Vec::new();
         for edk in edks.iter().filter(|e| e.provider_id == self.namespace) {

@@ -150,9 +150,7 @@ impl Keyring for RawRsaKeyring {
         mut materials: DecryptionMaterials,
         edks: &[EncryptedDataKey],
     ) -> Result<DecryptionMaterials> {
-        if materials.data_key.is_some() {
-            return Ok(materials);
-        }
+        super::needs_data_key(&materials)?;
         let sk = self
             .private_key
             .as_ref()

@@ -204,6 +204,11 @@ impl Decryptor {
 
     async fn verify_header(&self, parsed: &ParsedHeader, materials: DecryptionMaterials) -> Result<Body> {
         let h = &parsed.header;
+        // SPEC framework/structures.md (decryption materials): the keyring
+        // may add the data key, never change the suite.
+        if materials.suite != h.suite {
+            return Err(err!(InvalidState, "the materials are for suite {}, the message uses {}", materials.suite, h.suite));
+        }
         let dk = materials
             .data_key
             .as_ref()
@@ -317,6 +322,15 @@ impl Decryptor {
             return Err(err!(
                 CommitmentPolicyViolation,
                 "suite {} does not commit to its key; the policy require-encrypt-require-decrypt refuses it",
+                h.suite
+            ));
+        }
+        // SPEC framework/default-cmm.md (Decrypt Materials): a suite without a
+        // signature must not carry the reserved public-key pair.
+        if h.suite.signature().is_none() && h.encryption_context.contains_key(PUBLIC_KEY_CONTEXT_KEY) {
+            return Err(err!(
+                ReservedEncryptionContextKey,
+                "suite {} signs nothing, but the context holds {PUBLIC_KEY_CONTEXT_KEY:?}",
                 h.suite
             ));
         }

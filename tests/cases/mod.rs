@@ -1,6 +1,7 @@
 //! The core cases, compiled into the native suite (`core.rs`) and the wasm32
 //! suites (`core.rs` under Node, `browser.rs` in Chromium).
 mod caching;
+mod conformance;
 mod core_tests;
 mod range;
 #[cfg(not(target_arch = "wasm32"))]
