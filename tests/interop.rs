@@ -249,6 +249,61 @@ fn kms_envelope_encrypts_node_decrypts() {
     we_encrypt_peer_decrypts(Peer::Node);
 }
 
+/// The largest contexts a peer writes (65534 and 65535 serialized bytes:
+/// the header field's UInt16 allows them, this library writes at most
+/// 65533) decrypt here; re-serializing them for AAD and digests does not
+/// apply the write-side cap.
+#[test]
+#[ignore = "needs the SDK peers; `make test` runs it"]
+fn peers_largest_contexts_decrypt() {
+    for peer in [Peer::Python, Peer::Node] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cases = Vec::new();
+        for size in [65533usize, 65534, 65535] {
+            // One pair: UInt16 count, then two UInt16-prefixed strings.
+            let value = "v".repeat(size - 2 - 2 - 3 - 2);
+            let context = ctx(&[("big", &value)]);
+            assert_eq!(kms_envelope::format::context::canonical(&context).unwrap().len(), size);
+            for keyring in peer.keyrings().into_iter().filter(|k| matches!(*k, "raw-aes-256" | "raw-rsa-oaep-sha256-2048" | "kms-rsa-RSAES_OAEP_SHA_256")) {
+                cases.push(Case { keyring, suite: "0x0478", frame: 4096, len: 5000, context: context.clone() });
+            }
+        }
+        let input = dir.path().join("pt");
+        std::fs::write(&input, plaintext(5000)).unwrap();
+        let jobs: Vec<Value> = cases
+            .iter()
+            .enumerate()
+            .map(|(i, c)| job("encrypt", c, "require-encrypt-require-decrypt", &input, &dir.path().join(format!("ct-{i}"))))
+            .collect();
+        let results = run_batch(peer, dir.path(), &jobs);
+        let mut decrypted = 0;
+        for (i, (c, r)) in cases.iter().zip(results).enumerate() {
+            let size = kms_envelope::format::context::canonical(&c.context).unwrap().len();
+            let what = format!("{peer:?} {} context of {size} bytes", c.keyring);
+            if r.is_err() {
+                // A peer that caps its own writes lower: nothing to read.
+                eprintln!("{what}: the peer does not write it ({})", r.unwrap_err());
+                continue;
+            }
+            let ct = std::fs::read(dir.path().join(format!("ct-{i}"))).unwrap();
+            let k = keyring(c.keyring);
+            let (pt, h) = now(Client::new().decrypt(k.as_ref(), &ct, &DecryptOptions::default())).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(pt == plaintext(5000) && h.encryption_context == c.context, "{what}");
+            // Streamed in small chunks too.
+            let (spt, r) = stream_decrypt(&Client::new(), k.as_ref(), &ct, &[1000, 7]);
+            r.unwrap_or_else(|e| panic!("{what}, streamed: {e}"));
+            assert!(spt == plaintext(5000), "{what}, streamed");
+            if size > kms_envelope::format::context::MAX_SERIALIZED_LEN {
+                decrypted += 1;
+            }
+        }
+        eprintln!("{peer:?}: {decrypted} messages with a context over 65533 bytes decrypted");
+        if peer == Peer::Python {
+            assert!(decrypted >= 4, "the Python SDK writes contexts of 65534 and 65535 bytes");
+        }
+    }
+}
+
 /// Peers refuse what we refuse: a tampered frame fails in the peer too (a
 /// sanity check that the peers really authenticate what they are given).
 #[test]

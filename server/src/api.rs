@@ -78,7 +78,7 @@ impl DecryptRequest {
         if ciphertext_blob.is_empty() || ciphertext_blob.len() > 1024 {
             return Err(refuse("INVALID_REQUEST", "ciphertextBlob must be 1 to 1024 bytes (an RSA ciphertext)", o, arn));
         }
-        let serialized_context = kms_envelope::format::context::serialize(&raw.encryption_context)
+        let serialized_context = kms_envelope::format::context::canonical(&raw.encryption_context)
             .map_err(|_| refuse("INVALID_REQUEST", "invalid encryption context", o, arn))?;
         Ok(DecryptRequest { key_id: raw.key_id, object, algorithm, ciphertext_blob, encryption_context: raw.encryption_context, serialized_context })
     }

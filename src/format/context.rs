@@ -19,9 +19,27 @@ pub const RESERVED_PREFIX: &str = "aws-crypto-";
 /// (the Dafny ESDK's `ESDK_CANONICAL_ENCRYPTION_CONTEXT_MAX_LENGTH`).
 pub const MAX_SERIALIZED_LEN: usize = u16::MAX as usize - 2;
 
+/// Canonical serialization for a message being written: [`canonical`], at
+/// most [`MAX_SERIALIZED_LEN`] bytes.
+pub fn serialize(ctx: &EncryptionContext) -> Result<Vec<u8>> {
+    let out = canonical(ctx)?;
+    if out.len() > MAX_SERIALIZED_LEN {
+        return Err(err!(
+            InvalidEncryptionContext,
+            "serialized encryption context is {} bytes, the limit is {MAX_SERIALIZED_LEN}",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
 /// Canonical serialization: empty context → no bytes; otherwise
 /// `UInt16 count ‖ (UInt16 len ‖ key ‖ UInt16 len ‖ value)*`, keys sorted.
-pub fn serialize(ctx: &EncryptionContext) -> Result<Vec<u8>> {
+///
+/// Without the write-side cap: a context read from a message (up to the
+/// header field's 65535 bytes, which other SDKs write) serializes again for
+/// the AAD and digests decryption needs.
+pub fn canonical(ctx: &EncryptionContext) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     if ctx.is_empty() {
         return Ok(out);
@@ -36,13 +54,6 @@ pub fn serialize(ctx: &EncryptionContext) -> Result<Vec<u8>> {
         }
         put_u16_prefixed(&mut out, k.as_bytes());
         put_u16_prefixed(&mut out, v.as_bytes());
-    }
-    if out.len() > MAX_SERIALIZED_LEN {
-        return Err(err!(
-            InvalidEncryptionContext,
-            "serialized encryption context is {} bytes, the limit is {MAX_SERIALIZED_LEN}",
-            out.len()
-        ));
     }
     Ok(out)
 }
@@ -126,6 +137,18 @@ mod tests {
         // "z" (0x7A) sorts before "é" (0xC3 0xA9)
         assert_eq!(&s[8..11], &[0, 1, b'z']);
         assert_eq!(parse(&s).unwrap(), c);
+    }
+
+    #[test]
+    fn the_write_cap_applies_to_writing_only() {
+        for (size, writable) in [(65533usize, true), (65534, false), (65535, false)] {
+            let mut c = EncryptionContext::new();
+            c.insert("big".into(), "v".repeat(size - 9));
+            let bytes = canonical(&c).unwrap();
+            assert_eq!(bytes.len(), size);
+            assert_eq!(serialize(&c).is_ok(), writable, "{size}");
+            assert_eq!(parse(&bytes).unwrap(), c, "{size}: read back");
+        }
     }
 
     #[test]

@@ -219,7 +219,7 @@ impl Keyring for CachingKeyring {
 
     async fn on_decrypt(&self, mut materials: DecryptionMaterials, edks: &[EncryptedDataKey]) -> Result<DecryptionMaterials> {
         super::needs_data_key(&materials)?;
-        let ctx = context::serialize(&materials.encryption_context)?;
+        let ctx = context::canonical(&materials.encryption_context)?;
         let key = self.key(1, materials.suite.id(), &ctx, edks);
         if let Some(hit) = self.cache.take(&key, &self.limits, 0) {
             if let Cached::Decrypt(dk) = &*hit {

@@ -196,7 +196,9 @@ fn mrk_match(configured: &str, provider_info: &str) -> bool {
 }
 
 fn context_digest(ctx: &EncryptionContext) -> Result<[u8; DIGEST_LEN]> {
-    Ok(Sha384::digest(context::serialize(ctx)?).into())
+    // Not capped: the context of a message another SDK wrote may be larger
+    // than this library writes (the encrypt path checks the cap first).
+    Ok(Sha384::digest(context::canonical(ctx)?).into())
 }
 
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]

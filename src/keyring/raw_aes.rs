@@ -92,7 +92,7 @@ impl Keyring for RawAesKeyring {
         edks: &[EncryptedDataKey],
     ) -> Result<DecryptionMaterials> {
         super::needs_data_key(&materials)?;
-        let aad = context::serialize(&materials.encryption_context)?;
+        let aad = context::canonical(&materials.encryption_context)?;
         let mut failures: Vec<crate::Error> = Vec::new();
         for edk in edks.iter().filter(|e| e.provider_id == self.namespace) {
             let Some(iv) = self.iv_of(&edk.provider_info) else { continue };
