@@ -146,6 +146,8 @@ export interface DecryptOptions extends CommonOptions {
   commitmentPolicy?: keyof typeof CommitmentPolicy;
   /** Largest frame accepted, default 16 MiB. */
   maxFrameLength?: number;
+  /** Largest non-framed body accepted (held in memory whole until its tag verifies), default 64 MiB. */
+  maxNonFramedLength?: number;
 }
 
 export interface EncryptedDataKey { providerId: string; providerInfo: string | Uint8Array; encryptedDataKey: Uint8Array; }

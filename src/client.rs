@@ -49,8 +49,14 @@ impl CommitmentPolicy {
 pub struct DecryptLimits {
     /// Maximum number of encrypted data keys (`None` = no limit). Default 10.
     pub max_encrypted_data_keys: Option<u16>,
-    /// Largest frame (and legacy single block) accepted. Default 16 MiB.
+    /// Largest frame accepted (framed content). Default 16 MiB; any frame
+    /// length this library writes (up to 2^32 − 1) may be allowed.
     pub max_frame_length: u32,
+    /// Largest non-framed body accepted. Its plaintext can only be released
+    /// once its one tag, at the end, verifies, so it is held in memory whole
+    /// (a framed message is not). Default 64 MiB; the format allows up to
+    /// 2^36 − 32 bytes (SPEC data-format/message-body.md).
+    pub max_non_framed_length: u64,
     /// Largest header accepted. Default 1 MiB.
     pub max_header_length: usize,
 }
@@ -60,6 +66,7 @@ impl Default for DecryptLimits {
         DecryptLimits {
             max_encrypted_data_keys: Some(DEFAULT_MAX_ENCRYPTED_DATA_KEYS),
             max_frame_length: 16 << 20,
+            max_non_framed_length: 64 << 20,
             max_header_length: 1 << 20,
         }
     }

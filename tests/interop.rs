@@ -249,6 +249,44 @@ fn kms_envelope_encrypts_node_decrypts() {
     we_encrypt_peer_decrypts(Peer::Node);
 }
 
+/// A 20 MiB non-framed message from the Python SDK (frame length 0)
+/// decrypts with the default limits, whole and streamed: the frame limit
+/// does not cap non-framed bodies, which have their own (documented) one.
+#[test]
+#[ignore = "needs the SDK peers; `make test` runs it"]
+fn python_non_framed_20_mib_decrypts_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let len = 20 << 20;
+    let input = dir.path().join("pt");
+    std::fs::write(&input, plaintext(len)).unwrap();
+    let cases: Vec<Case> = [("raw-aes-256", "0x0478"), ("kms-rsa-RSAES_OAEP_SHA_256", "0x0478"), ("raw-aes-256", "0x0578")]
+        .into_iter()
+        .map(|(keyring, suite)| Case { keyring, suite, frame: 0, len, context: ctx(&[("owner", "alice")]) })
+        .collect();
+    let jobs: Vec<Value> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, c)| job("encrypt", c, "require-encrypt-require-decrypt", &input, &dir.path().join(format!("ct-{i}"))))
+        .collect();
+    for (i, (c, r)) in cases.iter().zip(run_batch(Peer::Python, dir.path(), &jobs)).enumerate() {
+        let what = format!("{} {} non-framed 20 MiB", c.keyring, c.suite);
+        r.unwrap_or_else(|e| panic!("{what}: the peer could not encrypt: {e}"));
+        let ct = std::fs::read(dir.path().join(format!("ct-{i}"))).unwrap();
+        let k = keyring(c.keyring);
+        let (pt, h) = now(Client::new().decrypt(k.as_ref(), &ct, &DecryptOptions::default())).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(h.content_type, ContentType::NonFramed, "{what}");
+        assert!(pt == plaintext(len), "{what}");
+        let (spt, r) = stream_decrypt(&Client::new(), k.as_ref(), &ct, &[65536]);
+        r.unwrap_or_else(|e| panic!("{what}, streamed: {e}"));
+        assert!(spt == plaintext(len), "{what}, streamed");
+        // A small frame limit does not touch it; the non-framed limit does.
+        let frames = Client::new().with_limits(DecryptLimits { max_frame_length: 4096, ..DecryptLimits::default() });
+        assert!(now(frames.decrypt(k.as_ref(), &ct, &DecryptOptions::default())).is_ok(), "{what}: capped by the frame limit");
+        let tight = Client::new().with_limits(DecryptLimits { max_non_framed_length: 1 << 20, ..DecryptLimits::default() });
+        assert_eq!(code(now(tight.decrypt(k.as_ref(), &ct, &DecryptOptions::default()))), "LIMIT_EXCEEDED", "{what}");
+    }
+}
+
 /// The largest contexts a peer writes (65534 and 65535 serialized bytes:
 /// the header field's UInt16 allows them, this library writes at most
 /// 65533) decrypt here; re-serializing them for AAD and digests does not
@@ -280,9 +318,9 @@ fn peers_largest_contexts_decrypt() {
         for (i, (c, r)) in cases.iter().zip(results).enumerate() {
             let size = kms_envelope::format::context::canonical(&c.context).unwrap().len();
             let what = format!("{peer:?} {} context of {size} bytes", c.keyring);
-            if r.is_err() {
+            if let Err(e) = r {
                 // A peer that caps its own writes lower: nothing to read.
-                eprintln!("{what}: the peer does not write it ({})", r.unwrap_err());
+                eprintln!("{what}: the peer does not write it ({e})");
                 continue;
             }
             let ct = std::fs::read(dir.path().join(format!("ct-{i}"))).unwrap();

@@ -281,7 +281,7 @@ impl Decryptor {
                     let piece = match b.header.content_type {
                         ContentType::Framed => body::parse_frame(rest, b.header.frame_length)?,
                         ContentType::NonFramed => {
-                            body::parse_single_block(rest, self.limits.max_frame_length as u64)?
+                            body::parse_single_block(rest, self.limits.max_non_framed_length)?
                         }
                     };
                     let Some(piece) = piece else { break DecryptStatus::NeedInput };

@@ -94,6 +94,9 @@ pub(crate) fn client_recording(opts: &JsValue, slot: Option<KeySlot>) -> Result<
     if let Some(n) = u32_field(opts, "maxFrameLength")? {
         limits.max_frame_length = n;
     }
+    if let Some(n) = u32_field(opts, "maxNonFramedLength")? {
+        limits.max_non_framed_length = u64::from(n);
+    }
     Ok(c.with_limits(limits))
 }
 
