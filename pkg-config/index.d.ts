@@ -137,11 +137,13 @@ export interface EncryptOptions extends CommonOptions {
   suiteId?: 0x0478 | 0x0578;
   /** The plaintext's length when known up front (enforced; lets a CachingKeyring reuse data keys). */
   plaintextLength?: number;
+  /** Most encrypted data keys the message may carry: default 10 (what decrypt accepts by default); `false` for no limit. */
+  maxEncryptedDataKeys?: number | false;
 }
 export interface DecryptOptions extends CommonOptions {
   /** Pairs the message's encryption context must contain. */
   encryptionContext?: EncryptionContext;
-  /** Default 10; `false` for no limit. */
+  /** Default 10; `false` for no limit (the ESDK specification sets none). */
   maxEncryptedDataKeys?: number | false;
   commitmentPolicy?: keyof typeof CommitmentPolicy;
   /** Largest frame accepted, default 16 MiB. */

@@ -47,7 +47,8 @@ impl CommitmentPolicy {
 /// Limits applied while decrypting, before anything is allocated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecryptLimits {
-    /// Maximum number of encrypted data keys (`None` = no limit). Default 10.
+    /// Maximum number of encrypted data keys, on decrypt and on encrypt
+    /// (`None` = no limit, the spec's default). Default 10.
     pub max_encrypted_data_keys: Option<u16>,
     /// Largest frame accepted (framed content). Default 16 MiB; any frame
     /// length this library writes (up to 2^32 − 1) may be allowed.
@@ -234,6 +235,18 @@ impl Client {
             .ok_or_else(|| err!(InvalidState, "the keyring produced no data key of the suite's length"))?;
         if materials.encrypted_data_keys.is_empty() {
             return Err(err!(InvalidState, "the keyring produced no encrypted data key"));
+        }
+        // SPEC client-apis/encrypt.md: more encrypted data keys than the
+        // configured maximum fail encryption (the spec sets no default; this
+        // library's is the one its decryption applies, so what it writes it reads).
+        if let Some(max) = self.limits.max_encrypted_data_keys {
+            if materials.encrypted_data_keys.len() > usize::from(max) {
+                return Err(err!(
+                    LimitExceeded,
+                    "the keyrings made {} encrypted data keys, the maximum is {max}",
+                    materials.encrypted_data_keys.len()
+                ));
+            }
         }
         let message_id = crate::random::array::<32>().to_vec();
         let keys = kdf::derive(suite, data_key.as_bytes(), &message_id)?;

@@ -89,6 +89,14 @@ fn encrypt_inspect_decrypt_round_trip() {
     assert_eq!(edks[1]["provider_id"], "ns");
     assert_eq!(edks[1]["ciphertext_length"], 384);
     assert_eq!(edks[2]["provider_info_hex"].as_str().unwrap().len(), 2 * (3 + 8 + 12));
+    // The maximum number of EDKs applies on encrypt too: three keyrings, at most two.
+    let capped = d.path().join("capped.esdk");
+    fails_with(
+        &run(&["encrypt", "-i", input.to_str().unwrap(), "-o", capped.to_str().unwrap(), "--max-encrypted-data-keys", "2",
+               "--kms-rsa", &kms, "--raw-rsa", &raw_rsa_pub(), "--raw-aes", &aes]),
+        "LIMIT_EXCEEDED",
+        Some(&capped),
+    );
     // Either member of the keyring decrypts.
     ok(&run(&["decrypt", "-i", sealed.to_str().unwrap(), "-o", output.to_str().unwrap(), "--raw-aes", &aes, "--context", "owner=alice"]));
     assert_eq!(std::fs::read(&output).unwrap(), data);

@@ -435,9 +435,13 @@ case! {
             .map(|i| Arc::new(RawAesKeyring::new("ns", &format!("k{i}"), &[i as u8; 16]).unwrap()) as Arc<dyn Keyring>)
             .collect();
         let big = MultiKeyring::new(Some(Arc::new(raw_aes(256))), many).unwrap();
-        let ct = encrypt(&big, b"x", &opts(S0478, 64, &ctx(&[])));
-        assert_eq!(code(decrypt(&raw_aes(256), &ct)), "LIMIT_EXCEEDED");
+        // SPEC client-apis/encrypt.md: the same maximum applies on encrypt.
+        assert_eq!(code(now(Client::new().encrypt(&big, b"x", &opts(S0478, 64, &ctx(&[]))))), "LIMIT_EXCEEDED");
         let lenient = Client::new().with_max_encrypted_data_keys(Some(11));
+        let ct = now(lenient.encrypt(&big, b"x", &opts(S0478, 64, &ctx(&[])))).unwrap();
+        assert_eq!(code(decrypt(&raw_aes(256), &ct)), "LIMIT_EXCEEDED");
+        let unlimited = Client::new().with_max_encrypted_data_keys(None);
+        assert!(now(unlimited.encrypt(&big, b"x", &opts(S0478, 64, &ctx(&[])))).is_ok());
         assert!(now(lenient.decrypt(&raw_aes(256), &ct, &DecryptOptions::default())).is_ok());
         // The same limits, for a store that checks headers it cannot decrypt.
         assert_eq!(code(DecryptLimits::default().parse_header(&ct)), "LIMIT_EXCEEDED");

@@ -37,6 +37,11 @@ check('stream round trip', Buffer.compare(Buffer.from(back), Buffer.from(pt)) ==
 try { await decrypt(kms, result.subarray(0, result.length - 1)); check('truncation detected', false); } catch (e) {
   check('truncation detected', e instanceof EnvelopeError && e.code === 'TRUNCATED');
 }
+// The maximum number of EDKs holds on encrypt too.
+try { await encrypt(multi, pt, { maxEncryptedDataKeys: 1 }); check('EDK maximum on encrypt', false); } catch (e) {
+  check('EDK maximum on encrypt', e instanceof EnvelopeError && e.code === 'LIMIT_EXCEEDED');
+}
+check('EDK maximum raised', (await encrypt(multi, pt, { maxEncryptedDataKeys: 2 })).messageHeader.encryptedDataKeys.length === 2);
 try { new KmsRsaKeyring({ keyArn: 'alias/x' }); check('alias refused', false); } catch (e) {
   check('alias refused', e instanceof EnvelopeError && e.code === 'INVALID_ARGUMENT');
 }

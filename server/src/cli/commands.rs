@@ -66,24 +66,25 @@ fn read_chunk(input: &mut dyn Read, buf: &mut [u8]) -> Result<usize, Error> {
     }
 }
 
-pub fn encrypt(
-    input: &str,
-    output: &str,
-    context: &[String],
-    frame_length: u32,
-    suite: &str,
-    specs: &[(Kind, String)],
-    kms: &KmsOptions,
-) -> Result<(), Error> {
+/// The message options of `kms-envelope encrypt`.
+pub struct EncryptArgs<'a> {
+    pub context: &'a [String],
+    pub frame_length: u32,
+    pub suite: &'a str,
+    pub max_encrypted_data_keys: u16,
+}
+
+pub fn encrypt(input: &str, output: &str, args: &EncryptArgs<'_>, specs: &[(Kind, String)], kms: &KmsOptions) -> Result<(), Error> {
     let opts = EncryptOptions {
-        suite: AlgorithmSuite::parse(suite)?,
-        frame_length,
-        encryption_context: parse_context(context)?,
+        suite: AlgorithmSuite::parse(args.suite)?,
+        frame_length: args.frame_length,
+        encryption_context: parse_context(args.context)?,
         plaintext_length: None,
     };
     let keyring = block_on(build_all(specs, false, &kms.factory()))?;
     let mut src = open_input(input)?;
-    let mut enc = block_on(Client::new().with_aead(Arc::new(AwsLcAead)).encryptor(keyring.as_ref(), &opts))?;
+    let client = Client::new().with_aead(Arc::new(AwsLcAead)).with_max_encrypted_data_keys(Some(args.max_encrypted_data_keys));
+    let mut enc = block_on(client.encryptor(keyring.as_ref(), &opts))?;
     let mut out = Output::create(output)?;
     let mut buf = vec![0u8; CHUNK];
     let mut sealed = Vec::with_capacity(2 * CHUNK);

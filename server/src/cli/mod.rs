@@ -109,6 +109,9 @@ pub enum Command {
         /// Algorithm suite: 0x0478, or 0x0578 (ECDSA P-384 signature; raw keyrings only).
         #[arg(long = "suite", default_value = "0x0478")]
         suite: String,
+        /// Most encrypted data keys the message may carry (what decryption accepts by default).
+        #[arg(long = "max-encrypted-data-keys", default_value_t = kms_envelope::DEFAULT_MAX_ENCRYPTED_DATA_KEYS)]
+        max_encrypted_data_keys: u16,
         #[command(flatten)]
         keyrings: KeyringArgs,
     },
@@ -165,10 +168,11 @@ pub fn run() -> Result<(), Error> {
     let cli = Cli::from_arg_matches(&matches).map_err(|e| Error::new(ErrorCode::InvalidArgument, e.to_string()))?;
     let sub = matches.subcommand().map(|(_, m)| m);
     match cli.command {
-        Command::Encrypt { input, output, context, frame_length, suite, keyrings } => {
+        Command::Encrypt { input, output, context, frame_length, suite, max_encrypted_data_keys, keyrings } => {
             let specs = ordered_specs(sub, &keyrings);
             let kms = commands::KmsOptions { endpoint: keyrings.kms_endpoint.clone(), region: keyrings.kms_region.clone() };
-            commands::encrypt(&input, &output, &context, frame_length, &suite, &specs, &kms)
+            let opts = commands::EncryptArgs { context: &context, frame_length, suite: &suite, max_encrypted_data_keys };
+            commands::encrypt(&input, &output, &opts, &specs, &kms)
         }
         Command::Decrypt { input, output, context, max_encrypted_data_keys, commitment_policy, keyrings } => {
             let specs = ordered_specs(sub, &keyrings);
