@@ -9,7 +9,7 @@ export type ErrorCode =
   | 'UNSUPPORTED_VERSION' | 'UNSUPPORTED_SUITE' | 'LIMIT_EXCEEDED' | 'INVALID_ENCRYPTION_CONTEXT'
   | 'RESERVED_ENCRYPTION_CONTEXT_KEY' | 'ENCRYPTION_CONTEXT_MISMATCH' | 'COMMITMENT_POLICY_VIOLATION'
   | 'COMMITMENT_MISMATCH' | 'HEADER_AUTH_FAILED' | 'FRAME_AUTH_FAILED' | 'FRAME_SEQUENCE'
-  | 'SIGNATURE_INVALID' | 'NO_DECRYPTABLE_KEY' | 'UNSUPPORTED_SUITE_FOR_KEYRING' | 'KMS_ERROR'
+  | 'SIGNATURE_INVALID' | 'SIGNATURE_POLICY' | 'NO_DECRYPTABLE_KEY' | 'UNSUPPORTED_SUITE_FOR_KEYRING' | 'KMS_ERROR'
   | 'KMS_RESPONSE_INVALID' | 'ENCRYPTION_FAILED' | 'INVALID_STATE' | 'IO';
 
 export class EnvelopeError extends Error {
@@ -150,6 +150,10 @@ export interface DecryptOptions extends CommonOptions {
   maxFrameLength?: number;
   /** Largest non-framed body accepted (held in memory whole until its tag verifies), default 64 MiB. */
   maxNonFramedLength?: number;
+  /** Refuse signed messages (SIGNATURE_POLICY) as soon as the header shows one. */
+  refuseSigned?: boolean;
+  /** decryptRange: return a range of a signed message that does not reach its end (its signature cannot be checked; the result says "not-checked"). Default: refused with SIGNATURE_POLICY. */
+  allowUnverifiedSignature?: boolean;
 }
 
 export interface EncryptedDataKey { providerId: string; providerInfo: string | Uint8Array; encryptedDataKey: Uint8Array; }
@@ -193,6 +197,8 @@ export interface RangeResult {
   end: number;
   /** The whole message's plaintext length. */
   plaintextLength: number;
+  /** "unsigned" (the suite signs nothing), "verified" (the whole message was read), "not-checked" (allowUnverifiedSignature). */
+  signature: 'unsigned' | 'verified' | 'not-checked';
 }
 /**
  * Decrypts plaintext bytes [start, end) of a framed message, reading only its header and the frames that

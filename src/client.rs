@@ -137,6 +137,14 @@ impl Default for EncryptOptions {
 pub struct DecryptOptions {
     /// Pairs the message's encryption context must contain.
     pub required_encryption_context: EncryptionContext,
+    /// Refuse signed suites (`SIGNATURE_POLICY`) as soon as the header
+    /// shows one, before any data key is unwrapped (SPEC
+    /// client-apis/decrypt.md: the unsigned-only decryption of the SDKs).
+    pub refuse_signed: bool,
+    /// Range reads of a signed message that do not reach its end cannot
+    /// check its signature: refused (`SIGNATURE_POLICY`) unless this is set,
+    /// and then the result says [`SignatureCheck::NotChecked`].
+    pub allow_unverified_signature: bool,
 }
 
 /// Entry point: holds the configuration shared by operations.
@@ -268,7 +276,7 @@ impl Client {
 
     /// Starts decrypting a message (feed it bytes, unwrap the key when asked).
     pub fn decryptor(&self, opts: &DecryptOptions) -> Decryptor {
-        Decryptor::new(self.policy, self.limits, self.aead.clone(), opts.required_encryption_context.clone())
+        Decryptor::new(self.policy, self.limits, self.aead.clone(), opts)
     }
 
     /// Encrypts a whole plaintext in one call.

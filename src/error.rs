@@ -47,6 +47,9 @@ pub enum ErrorCode {
     FrameSequence,
     /// The footer signature does not verify, or is missing.
     SignatureInvalid,
+    /// The decryption refuses signed messages, or a range of a signed
+    /// message whose signature it cannot check.
+    SignaturePolicy,
     /// No keyring could decrypt any encrypted data key.
     NoDecryptableKey,
     /// The keyring does not support the requested algorithm suite.
@@ -83,6 +86,7 @@ impl ErrorCode {
         ErrorCode::FrameAuthFailed,
         ErrorCode::FrameSequence,
         ErrorCode::SignatureInvalid,
+        ErrorCode::SignaturePolicy,
         ErrorCode::NoDecryptableKey,
         ErrorCode::UnsupportedSuiteForKeyring,
         ErrorCode::KmsError,
@@ -112,6 +116,7 @@ impl ErrorCode {
             ErrorCode::FrameAuthFailed => "FRAME_AUTH_FAILED",
             ErrorCode::FrameSequence => "FRAME_SEQUENCE",
             ErrorCode::SignatureInvalid => "SIGNATURE_INVALID",
+            ErrorCode::SignaturePolicy => "SIGNATURE_POLICY",
             ErrorCode::NoDecryptableKey => "NO_DECRYPTABLE_KEY",
             ErrorCode::UnsupportedSuiteForKeyring => "UNSUPPORTED_SUITE_FOR_KEYRING",
             ErrorCode::KmsError => "KMS_ERROR",

@@ -60,7 +60,7 @@ pub use keyring::{
 pub use materials::{DecryptionMaterials, EncryptionMaterials};
 pub use secret::DataKey;
 pub use signature::PUBLIC_KEY_CONTEXT_KEY;
-pub use stream::{DecryptStatus, Decryptor, Encryptor, RangePlaintext, RangeSource};
+pub use stream::{DecryptStatus, Decryptor, Encryptor, RangePlaintext, RangeSource, SignatureCheck};
 pub use suite::{AlgorithmSuite, Kdf, MessageVersion, SignatureAlgorithm};
 
 /// `Send + Sync` on native targets; nothing on wasm32, where keyrings call

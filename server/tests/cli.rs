@@ -114,6 +114,10 @@ fn stdin_and_stdout_and_the_signing_suite() {
     let p = run_stdin(&["decrypt", "-i", "-", "-o", "-", "--raw-rsa", &raw_rsa_priv()], &o.stdout);
     ok(&p);
     assert_eq!(p.stdout, data);
+    // Unsigned-only decryption refuses it, and writes nothing.
+    let u = run_stdin(&["decrypt", "-i", "-", "-o", "-", "--unsigned-only", "--raw-rsa", &raw_rsa_priv()], &o.stdout);
+    fails_with(&u, "SIGNATURE_POLICY", None);
+    assert!(u.stdout.is_empty());
 }
 
 #[test]

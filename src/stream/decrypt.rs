@@ -54,6 +54,7 @@ pub struct Decryptor {
     limits: DecryptLimits,
     aead: std::sync::Arc<dyn crate::aead::AeadProvider>,
     required: EncryptionContext,
+    refuse_signed: bool,
     state: State,
     buf: Vec<u8>,
     header_len: Option<usize>,
@@ -64,13 +65,14 @@ impl Decryptor {
         policy: CommitmentPolicy,
         limits: DecryptLimits,
         aead: std::sync::Arc<dyn crate::aead::AeadProvider>,
-        required: EncryptionContext,
+        opts: &crate::client::DecryptOptions,
     ) -> Self {
         Decryptor {
             policy,
             limits,
             aead,
-            required,
+            required: opts.required_encryption_context.clone(),
+            refuse_signed: opts.refuse_signed,
             state: State::Header,
             buf: Vec::new(),
             header_len: None,
@@ -324,6 +326,9 @@ impl Decryptor {
                 "suite {} does not commit to its key; the policy require-encrypt-require-decrypt refuses it",
                 h.suite
             ));
+        }
+        if self.refuse_signed && h.suite.signature().is_some() {
+            return Err(err!(SignaturePolicy, "suite {} is signed, and this decryption accepts unsigned messages only", h.suite));
         }
         // SPEC framework/default-cmm.md (Decrypt Materials): a suite without a
         // signature must not carry the reserved public-key pair.

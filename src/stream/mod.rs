@@ -7,6 +7,6 @@ mod range;
 
 pub use decrypt::{DecryptStatus, Decryptor};
 pub use encrypt::Encryptor;
-pub use range::{RangePlaintext, RangeSource};
+pub use range::{RangePlaintext, RangeSource, SignatureCheck};
 #[cfg(target_arch = "wasm32")]
 pub(crate) use encrypt::FramePlan;

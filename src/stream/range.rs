@@ -11,6 +11,8 @@
 //! and sequence number follow from the message size) is verified too, and
 //! for signing suites the whole message is read so the signature can be
 //! checked. Non-framed (legacy) messages are one GCM block: always read whole.
+//! A range of a signed message that does not reach the end is refused unless
+//! the caller allows an unverified signature, and the result says which.
 
 use crate::client::{Client, DecryptOptions};
 use crate::error::{err, Result};
@@ -69,6 +71,21 @@ pub struct RangePlaintext {
     pub end: u64,
     /// The whole message's plaintext length.
     pub plaintext_len: u64,
+    /// Whether the message's signature was checked.
+    pub signature: SignatureCheck,
+}
+
+/// What a range read knows of the message's signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureCheck {
+    /// The suite signs nothing.
+    Unsigned,
+    /// The whole message was read and its signature verifies.
+    Verified,
+    /// Only the range's frames were read (`allow_unverified_signature`):
+    /// they authenticate under the data key, but whoever could unwrap that
+    /// key could have written them.
+    NotChecked,
 }
 
 /// The first read for the header; doubled while the header is longer.
@@ -154,6 +171,12 @@ impl Client {
             // The signature covers every byte: verify it the only way there is.
             return self.whole(keyring, source, size, start, end, opts).await;
         }
+        if signed && !opts.allow_unverified_signature {
+            return Err(err!(
+                SignaturePolicy,
+                "a range of a signed message that does not reach its end cannot check the signature; read to the end, or allow an unverified signature"
+            ));
+        }
         let end = end.min(plaintext_len);
         let start = start.min(end);
         let reaches_end = end == plaintext_len;
@@ -181,7 +204,8 @@ impl Client {
             let skip = (start - first * f) as usize;
             plaintext = out[skip..skip + (end - start) as usize].to_vec();
         }
-        Ok(RangePlaintext { plaintext, header, start, end, plaintext_len })
+        let signature = if signed { SignatureCheck::NotChecked } else { SignatureCheck::Unsigned };
+        Ok(RangePlaintext { plaintext, header, start, end, plaintext_len, signature })
     }
 
     /// Reads and decrypts the whole message, keeping `[start, end)`.
@@ -213,7 +237,8 @@ impl Client {
         let header = dec.finish()?;
         let end = end.min(seen);
         let start = start.min(end);
-        Ok(RangePlaintext { plaintext: kept, header, start, end, plaintext_len: seen })
+        let signature = if header.suite.signature().is_some() { SignatureCheck::Verified } else { SignatureCheck::Unsigned };
+        Ok(RangePlaintext { plaintext: kept, header, start, end, plaintext_len: seen, signature })
     }
 }
 

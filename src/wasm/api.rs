@@ -10,7 +10,7 @@ use js_sys::{Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen_futures::future_to_promise;
 use wasm_bindgen::prelude::*;
 
-use super::convert::{bytes, context, field, header_to_js, string_field, u32_field};
+use super::convert::{bool_field, bytes, context, field, header_to_js, string_field, u32_field};
 use super::error::{bad_arg, to_js};
 use super::keyrings::Keyring;
 use super::frames::{as_u8_array, seal_chunk, Out, WebKey};
@@ -121,7 +121,11 @@ pub(crate) fn encrypt_options(opts: &JsValue) -> Result<EncryptOptions, JsValue>
 }
 
 pub(crate) fn decrypt_options(opts: &JsValue) -> Result<DecryptOptions, JsValue> {
-    Ok(DecryptOptions { required_encryption_context: context(field(opts, "encryptionContext"), "encryptionContext")? })
+    Ok(DecryptOptions {
+        required_encryption_context: context(field(opts, "encryptionContext"), "encryptionContext")?,
+        refuse_signed: bool_field(opts, "refuseSigned")?,
+        allow_unverified_signature: bool_field(opts, "allowUnverifiedSignature")?,
+    })
 }
 
 fn set(o: &Object, k: &str, v: &JsValue) {

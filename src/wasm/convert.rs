@@ -17,6 +17,14 @@ pub(crate) fn field(opts: &JsValue, name: &str) -> Option<JsValue> {
     (!v.is_undefined() && !v.is_null()).then_some(v)
 }
 
+/// A boolean option: absent is `false`; anything but a boolean is refused.
+pub(crate) fn bool_field(opts: &JsValue, name: &str) -> Result<bool, JsValue> {
+    match field(opts, name) {
+        None => Ok(false),
+        Some(v) => v.as_bool().ok_or_else(|| super::error::bad_arg(name, "must be true or false")),
+    }
+}
+
 pub(crate) fn string_field(opts: &JsValue, name: &str) -> Result<Option<String>, JsValue> {
     match field(opts, name) {
         None => Ok(None),

@@ -18,7 +18,7 @@ use super::convert::{field, header_to_js, string_field};
 use super::error::{bad_arg, from_js, to_js};
 use super::keyrings::Keyring;
 use crate::error::{err, ErrorCode, Result};
-use crate::stream::RangeSource;
+use crate::stream::{RangeSource, SignatureCheck};
 
 enum Kind {
     Blob(JsValue),
@@ -170,7 +170,8 @@ impl RangeSource for JsSource {
 
 /// Decrypts plaintext bytes `[start, end)` of a message, reading only its
 /// header and the frames covering the range; resolves to
-/// `{ plaintext, messageHeader, start, end, plaintextLength }`.
+/// `{ plaintext, messageHeader, start, end, plaintextLength, signature }`
+/// (`signature`: "unsigned", "verified" or "not-checked").
 #[wasm_bindgen(js_name = decryptRange)]
 pub fn decrypt_range(keyring: &Keyring, source: JsValue, start: f64, end: f64, opts: JsValue) -> Promise {
     let inner = keyring.inner.clone();
@@ -195,6 +196,12 @@ pub fn decrypt_range(keyring: &Keyring, source: JsValue, start: f64, end: f64, o
         let _ = Reflect::set(&out, &"start".into(), &safe(r.start));
         let _ = Reflect::set(&out, &"end".into(), &safe(r.end));
         let _ = Reflect::set(&out, &"plaintextLength".into(), &safe(r.plaintext_len));
+        let signature = match r.signature {
+            SignatureCheck::Unsigned => "unsigned",
+            SignatureCheck::Verified => "verified",
+            SignatureCheck::NotChecked => "not-checked",
+        };
+        let _ = Reflect::set(&out, &"signature".into(), &signature.into());
         Ok(out.into())
     })
 }

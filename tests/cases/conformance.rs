@@ -2,7 +2,8 @@
 //! MUSTs on materials and keyrings): a public key in an unsigned suite's
 //! context, keyrings handed materials that already hold a data key, a
 //! multi-keyring generator that makes no data key, an `aws-kms-rsa` EDK
-//! whose provider info is not a key ARN, and a keyring that changes the suite.
+//! whose provider info is not a key ARN, a keyring that changes the suite,
+//! and signed messages under unsigned-only decryption.
 
 use std::sync::{Arc, Mutex};
 
@@ -173,5 +174,26 @@ case! {
         let ct = encrypt(aes.as_ref(), b"x", &opts(S0478, 64, &ctx(&[])));
         let on_decrypt = altering(aes, Box::new(|_| {}), Box::new(|m| m.suite = S0578));
         assert_eq!(code(decrypt(&on_decrypt, &ct)), "INVALID_STATE");
+    }
+}
+
+case! {
+    fn unsigned_only_decryption_refuses_a_signed_message_at_its_header() {
+        let aes: Arc<dyn Keyring> = Arc::new(raw_aes(256));
+        let counted = altering(aes.clone(), Box::new(|_| {}), unchanged());
+        let signed = encrypt(aes.as_ref(), &plaintext(10_000), &opts(S0578, 1024, &ctx(&[])));
+        let unsigned = encrypt(aes.as_ref(), &plaintext(10_000), &opts(S0478, 1024, &ctx(&[])));
+        let only = DecryptOptions { refuse_signed: true, ..DecryptOptions::default() };
+        // SPEC client-apis/decrypt.md: refused as soon as the header shows the suite.
+        assert_eq!(code(now(Client::new().decrypt(&counted, &signed, &only))), "SIGNATURE_POLICY");
+        assert_eq!(*counted.decrypts.lock().unwrap(), 0, "no data key unwrapped");
+        let mut dec = Client::new().decryptor(&only);
+        let (h, _) = parse_header(&signed).unwrap();
+        let header_len = h.serialize_body().unwrap().len() + 16;
+        assert_eq!(code(now(dec.update(&signed[..header_len], &mut Vec::new()))), "SIGNATURE_POLICY");
+        let r = now(Client::new().decrypt_range(&counted, &signed, 0, 10, &only));
+        assert_eq!(code(r), "SIGNATURE_POLICY");
+        assert_eq!(now(Client::new().decrypt(&counted, &unsigned, &only)).unwrap().0, plaintext(10_000));
+        assert_eq!(now(Client::new().decrypt(&counted, &signed, &DecryptOptions::default())).unwrap().0, plaintext(10_000));
     }
 }

@@ -53,6 +53,12 @@ fn range(k: &dyn Keyring, src: &dyn RangeSource, start: u64, end: u64) -> Result
     now(Client::new().decrypt_range(k, src, start, end, &DecryptOptions::default()))
 }
 
+/// A range read that accepts a signature it cannot check.
+fn unverified(k: &dyn Keyring, src: &dyn RangeSource, start: u64, end: u64) -> Result<RangePlaintext> {
+    let o = DecryptOptions { allow_unverified_signature: true, ..DecryptOptions::default() };
+    now(Client::new().decrypt_range(k, src, start, end, &o))
+}
+
 /// Checks the reads of one range request: the header read (from 0, at most
 /// 4 KiB for these headers), then nothing outside the covering frames, and
 /// all of them.
@@ -168,11 +174,18 @@ case! {
         let pt = plaintext(6 * f as usize + 100);
         let ct = encrypt(&k, &pt, &opts(S0578, f as u32, &ctx(&[("a", "b")])));
         let src = Recorded::new(ct.clone());
-        let r = range(&k, &src, f + 3, 2 * f + 9).unwrap();
+        // A middle range cannot check the signature: refused unless allowed,
+        // before any data key is unwrapped, and then it says so.
+        assert_eq!(range(&k, &src, f + 3, 2 * f + 9).unwrap_err().code(), ErrorCode::SignaturePolicy);
+        let src = Recorded::new(ct.clone());
+        let r = unverified(&k, &src, f + 3, 2 * f + 9).unwrap();
         assert_eq!(r.plaintext, pt[f as usize + 3..2 * f as usize + 9]);
+        assert_eq!(r.signature, SignatureCheck::NotChecked);
         assert!(src.reads().iter().map(|r| r.1).sum::<usize>() < ct.len(), "a middle range does not read everything");
+        let src = Recorded::new(ct.clone());
         let r = range(&k, &src, 5 * f, pt.len() as u64).unwrap();
         assert_eq!(r.plaintext, pt[5 * f as usize..]);
+        assert_eq!(r.signature, SignatureCheck::Verified);
         let read: usize = src.reads().iter().map(|r| r.1).sum();
         assert!(read >= ct.len(), "reaching the end reads the whole message to check the signature");
         // A forged signature fails a range that reaches the end, not one that does not.
@@ -181,7 +194,10 @@ case! {
         forged[n - 10] ^= 1;
         let src = Recorded::new(forged);
         assert_eq!(range(&k, &src, 5 * f, pt.len() as u64).unwrap_err().code(), ErrorCode::SignatureInvalid);
-        assert!(range(&k, &src, 0, f).is_ok());
+        assert_eq!(unverified(&k, &src, 0, f).unwrap().signature, SignatureCheck::NotChecked);
+        // Unsigned messages: nothing to check.
+        let plain = encrypt(&k, &pt, &opts(S0478, f as u32, &ctx(&[])));
+        assert_eq!(range(&k, &Recorded::new(plain), 0, f).unwrap().signature, SignatureCheck::Unsigned);
     }
 }
 
@@ -200,7 +216,7 @@ case! {
             m[n - 2 - l] = 0;
             m[n - 1 - l] = l as u8;
             let src = Recorded::new(m.clone());
-            let r = range(&k, &src, f + 3, 2 * f + 9).unwrap();
+            let r = unverified(&k, &src, f + 3, 2 * f + 9).unwrap();
             assert_eq!(r.plaintext, pt[f as usize + 3..2 * f as usize + 9]);
             let read: usize = src.reads().iter().map(|r| r.1).sum();
             assert!(read < m.len(), "look-alike prefix {l}: read {read} of {} bytes", m.len());
@@ -223,7 +239,8 @@ case! {
                 continue;
             }
             let client = Client::new().with_commitment_policy(CommitmentPolicy::parse(v.get("policy")).unwrap());
-            let range = |k: &dyn Keyring, src: &dyn RangeSource, s, e| now(client.decrypt_range(k, src, s, e, &DecryptOptions::default()));
+            let o = DecryptOptions { allow_unverified_signature: true, ..DecryptOptions::default() };
+            let range = |k: &dyn Keyring, src: &dyn RangeSource, s, e| now(client.decrypt_range(k, src, s, e, &o));
             let len: u64 = v.get("plaintext").split_once(' ').unwrap().0.parse().unwrap();
             let pt = plaintext(len as usize);
             let k = keyring_for(v.get("keyring"));

@@ -404,6 +404,12 @@ fn web_sys_log(s: &str) {
 }
 
 
+/// The last bytes of `ct`, by range read.
+async fn r_last(k: &Keyring, ct: &Uint8Array) -> JsValue {
+    let blob = get(&range_sources(ct, true), "blob");
+    await_js(decrypt_range(k, blob, 199_990.0, f64::INFINITY, JsValue::UNDEFINED)).await.unwrap()
+}
+
 #[wasm_bindgen_test]
 async fn decrypt_range_reads_only_what_it_needs_from_blobs_readers_and_urls() {
     let k = raw_aes();
@@ -432,6 +438,18 @@ async fn decrypt_range_reads_only_what_it_needs_from_blobs_readers_and_urls() {
         let r = await_js(decrypt_range(&k, source.clone(), 199_990.0, f64::INFINITY, JsValue::UNDEFINED)).await.unwrap();
         assert_eq!(to_vec(&get(&r, "plaintext")), pt[199_990..]);
     }
+    assert_eq!(get(&r_last(&k, &ct).await, "signature").as_string().as_deref(), Some("unsigned"));
+    // A signed message: a middle range is refused unless an unchecked signature is allowed, and says so.
+    let signed_opts = obj(&[("frameLength", 4096.into()), ("suiteId", 0x0578.into())]);
+    let signed = get(&await_js(encrypt(&k, u8s(&pt), signed_opts)).await.unwrap(), "result").dyn_into::<Uint8Array>().unwrap();
+    let blob = get(&range_sources(&signed, true), "blob");
+    expect_code(await_js(decrypt_range(&k, blob.clone(), 10.0, 20.0, JsValue::UNDEFINED)).await, "SIGNATURE_POLICY");
+    let r = await_js(decrypt_range(&k, blob.clone(), 10.0, 20.0, obj(&[("allowUnverifiedSignature", true.into())]))).await.unwrap();
+    assert_eq!((to_vec(&get(&r, "plaintext")), get(&r, "signature").as_string()), (pt[10..20].to_vec(), Some("not-checked".into())));
+    let r = await_js(decrypt_range(&k, blob.clone(), 199_990.0, f64::INFINITY, JsValue::UNDEFINED)).await.unwrap();
+    assert_eq!(get(&r, "signature").as_string().as_deref(), Some("verified"));
+    expect_code(await_js(decrypt(&k, signed.into(), obj(&[("refuseSigned", true.into())]))).await, "SIGNATURE_POLICY");
+    expect_code(await_js(decrypt_range(&k, blob, 0.0, 1.0, obj(&[("allowUnverifiedSignature", 1.into())]))).await, "INVALID_ARGUMENT");
     // A server that ignores Range is refused, not read whole.
     let sources = range_sources(&ct, false);
     expect_code(await_js(decrypt_range(&k, get(&sources, "url"), 0.0, 10.0, JsValue::UNDEFINED)).await, "IO");

@@ -102,20 +102,20 @@ pub fn encrypt(input: &str, output: &str, args: &EncryptArgs<'_>, specs: &[(Kind
     out.commit()
 }
 
-pub fn decrypt(
-    input: &str,
-    output: &str,
-    context: &[String],
-    max_edks: u16,
-    policy: &str,
-    specs: &[(Kind, String)],
-    kms: &KmsOptions,
-) -> Result<(), Error> {
+/// The options of `kms-envelope decrypt`.
+pub struct DecryptArgs<'a> {
+    pub context: &'a [String],
+    pub max_encrypted_data_keys: u16,
+    pub commitment_policy: &'a str,
+    pub unsigned_only: bool,
+}
+
+pub fn decrypt(input: &str, output: &str, args: &DecryptArgs<'_>, specs: &[(Kind, String)], kms: &KmsOptions) -> Result<(), Error> {
     let client = Client::new()
         .with_aead(Arc::new(AwsLcAead))
-        .with_commitment_policy(CommitmentPolicy::parse(policy)?)
-        .with_max_encrypted_data_keys(Some(max_edks));
-    let opts = DecryptOptions { required_encryption_context: parse_context(context)? };
+        .with_commitment_policy(CommitmentPolicy::parse(args.commitment_policy)?)
+        .with_max_encrypted_data_keys(Some(args.max_encrypted_data_keys));
+    let opts = DecryptOptions { required_encryption_context: parse_context(args.context)?, refuse_signed: args.unsigned_only, ..DecryptOptions::default() };
     let keyring = block_on(build_all(specs, true, &kms.factory()))?;
     let mut src = open_input(input)?;
     let mut out = Output::create(output)?;

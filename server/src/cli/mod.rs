@@ -132,6 +132,9 @@ pub enum Command {
         /// Commitment policy.
         #[arg(long = "commitment-policy", default_value = "require-encrypt-require-decrypt")]
         commitment_policy: String,
+        /// Refuse signed messages (0x0578, 0x0378, …) as soon as the header shows one.
+        #[arg(long = "unsigned-only")]
+        unsigned_only: bool,
         #[command(flatten)]
         keyrings: KeyringArgs,
     },
@@ -174,10 +177,11 @@ pub fn run() -> Result<(), Error> {
             let opts = commands::EncryptArgs { context: &context, frame_length, suite: &suite, max_encrypted_data_keys };
             commands::encrypt(&input, &output, &opts, &specs, &kms)
         }
-        Command::Decrypt { input, output, context, max_encrypted_data_keys, commitment_policy, keyrings } => {
+        Command::Decrypt { input, output, context, max_encrypted_data_keys, commitment_policy, unsigned_only, keyrings } => {
             let specs = ordered_specs(sub, &keyrings);
             let kms = commands::KmsOptions { endpoint: keyrings.kms_endpoint.clone(), region: keyrings.kms_region.clone() };
-            commands::decrypt(&input, &output, &context, max_encrypted_data_keys, &commitment_policy, &specs, &kms)
+            let args = commands::DecryptArgs { context: &context, max_encrypted_data_keys, commitment_policy: &commitment_policy, unsigned_only };
+            commands::decrypt(&input, &output, &args, &specs, &kms)
         }
         Command::Inspect { input } => commands::inspect(&input),
         Command::LocalKms { store, listen } => commands::local_kms(&store, listen),
