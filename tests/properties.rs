@@ -57,10 +57,29 @@ proptest! {
         prop_assert_eq!(&out, &pt);
 
         let (s, e) = (a.min(b), a.max(b));
-        let r = block_on(Client::new().decrypt_range(&k, &ct, s, e, &DecryptOptions::default())).unwrap();
+        // A signed message's range that stops short of the end must opt in
+        // to an unchecked signature, and then says it was not checked.
         let e2 = (e as usize).min(len);
         let s2 = (s as usize).min(e2);
+        let short = signed && e2 < len;
+        let strict = block_on(Client::new().decrypt_range(&k, &ct, s, e, &DecryptOptions::default()));
+        // (A footer whose length the message size leaves ambiguous is read
+        // whole, and then verified.)
+        if short {
+            match strict {
+                Err(err) => prop_assert_eq!(err.code(), ErrorCode::SignaturePolicy),
+                Ok(r) => prop_assert_eq!(r.signature, SignatureCheck::Verified),
+            }
+        }
+        let o = DecryptOptions { allow_unverified_signature: true, ..DecryptOptions::default() };
+        let r = block_on(Client::new().decrypt_range(&k, &ct, s, e, &o)).unwrap();
         prop_assert_eq!(&r.plaintext[..], &pt[s2..e2]);
+        let fits = match (signed, short) {
+            (false, _) => r.signature == SignatureCheck::Unsigned,
+            (true, false) => r.signature == SignatureCheck::Verified,
+            (true, true) => r.signature != SignatureCheck::Unsigned,
+        };
+        prop_assert!(fits, "signature {:?} for signed={} short={}", r.signature, signed, short);
     }
 
     #[test]
