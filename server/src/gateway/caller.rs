@@ -62,6 +62,14 @@ pub async fn charge_failure(gw: &Gateway, key: &str) -> Result<(), ApiError> {
     gw.auth_throttle(key, Take::One).await.map(|_| ())
 }
 
+/// A wrong bearer token (static or JWT): 429 while the address is over its
+/// budget, else counted against it.
+async fn bearer_failure(gw: &Gateway, peer: &Peer) -> Result<(), ApiError> {
+    let key = failure_key(None, peer);
+    not_throttled(gw, &key).await?;
+    charge_failure(gw, &key).await
+}
+
 /// The user a provider's JWT names. A refused token is a failure like a
 /// wrong static token, and its reason (never the token) is logged; a
 /// provider that cannot be reached is not the caller's failure.
@@ -71,9 +79,7 @@ pub async fn provider_user(gw: &Gateway, oidc: &Oidc, peer: &Peer, token: &str) 
         Err(Refusal::Unavailable) => Err(retry_after(StatusCode::SERVICE_UNAVAILABLE, Refusal::Unavailable.code(), Refusal::Unavailable.message(), Duration::from_secs(5))),
         Err(r) => {
             tracing::info!(reason = r.code(), client = %peer.addr, "bearer token refused");
-            let key = failure_key(None, peer);
-            not_throttled(gw, &key).await?;
-            charge_failure(gw, &key).await?;
+            bearer_failure(gw, peer).await?;
             gw.audit.refusals.unauthenticated.fetch_add(1, Ordering::Relaxed);
             Err(err(StatusCode::UNAUTHORIZED, r.code(), r.message()))
         }
@@ -93,9 +99,7 @@ pub async fn authenticate(gw: &Gateway, peer: &Peer, method: &Method, headers: &
             None => match gw.oidc.as_ref().filter(|_| oidc::is_jwt(t)) {
                 Some(o) => Ok(Caller { user: provider_user(gw, o, peer, t).await?, session: None }),
                 None => {
-                    let key = failure_key(None, peer);
-                    not_throttled(gw, &key).await?;
-                    charge_failure(gw, &key).await?;
+                    bearer_failure(gw, peer).await?;
                     Err(refused())
                 }
             },

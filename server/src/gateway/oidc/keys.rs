@@ -77,7 +77,8 @@ impl KeySet {
 pub enum Lookup {
     /// The provider does not publish it.
     Unknown,
-    /// The provider could not be asked and no key is known.
+    /// The provider could not be asked (no key is known yet, or the fetch
+    /// for this kid failed).
     Unavailable,
 }
 
@@ -160,9 +161,10 @@ impl KeySource {
         drop(attempted);
         // A stale set still serves when the provider cannot be reached; a
         // kid it lacks then may be one the provider has since published.
-        match self.loaded().and_then(|l| l.set.find(kid, alg)) {
+        let loaded = self.loaded();
+        match loaded.as_ref().and_then(|l| l.set.find(kid, alg)) {
             Some(k) => Ok(k),
-            None if failed || self.loaded().is_none() => Err(Lookup::Unavailable),
+            None if failed || loaded.is_none() => Err(Lookup::Unavailable),
             None => Err(Lookup::Unknown),
         }
     }
