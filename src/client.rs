@@ -2,6 +2,7 @@
 //! the operations — streaming [`Encryptor`]/[`Decryptor`] and one-shot
 //! [`Client::encrypt`]/[`Client::decrypt`], which are thin wrappers over them.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::aead::{AeadProvider, RustCryptoAead};
@@ -119,6 +120,11 @@ pub struct EncryptOptions {
     /// `encrypt` sets it). Then it is enforced, and caching keyrings may
     /// reuse data keys within their byte limits.
     pub plaintext_length: Option<u64>,
+    /// Keys of `encryption_context` whose pairs are authenticated but not
+    /// stored: the header tag covers them, the keyrings see them, and a
+    /// reader must supply them again (SPEC
+    /// framework/required-encryption-context-cmm.md).
+    pub required_encryption_context_keys: BTreeSet<String>,
 }
 
 impl Default for EncryptOptions {
@@ -128,6 +134,7 @@ impl Default for EncryptOptions {
             frame_length: DEFAULT_FRAME_LENGTH,
             encryption_context: EncryptionContext::new(),
             plaintext_length: None,
+            required_encryption_context_keys: BTreeSet::new(),
         }
     }
 }
@@ -135,8 +142,13 @@ impl Default for EncryptOptions {
 /// Options of one decryption.
 #[derive(Clone, Debug, Default)]
 pub struct DecryptOptions {
-    /// Pairs the message's encryption context must contain.
-    pub required_encryption_context: EncryptionContext,
+    /// The reproduced encryption context (SPEC client-apis/decrypt.md,
+    /// framework/cmm-interface.md "Decrypt Materials"). A pair whose key the
+    /// header stores must have the stored value (`ENCRYPTION_CONTEXT_MISMATCH`);
+    /// the other pairs are the message's authenticate-only pairs: they join
+    /// the header tag's AAD and the keyrings' context, so a pair the message
+    /// was not written with fails decryption.
+    pub encryption_context: EncryptionContext,
     /// Refuse signed suites (`SIGNATURE_POLICY`) as soon as the header
     /// shows one, before any data key is unwrapped (SPEC
     /// client-apis/decrypt.md: the unsigned-only decryption of the SDKs).
@@ -215,6 +227,11 @@ impl Client {
             return Err(err!(InvalidArgument, "frame length must be 1 to 4294967295 bytes"));
         }
         context::check_no_reserved_keys(&opts.encryption_context)?;
+        // SPEC framework/required-encryption-context-cmm.md: every required
+        // key must have a value in the context, or encryption fails.
+        if let Some(k) = opts.required_encryption_context_keys.iter().find(|k| !opts.encryption_context.contains_key(*k)) {
+            return Err(err!(InvalidArgument, "the required encryption context key {k:?} has no value in the encryption context"));
+        }
         let mut ctx = opts.encryption_context.clone();
         let signer = suite.signature().map(|alg| {
             let (signer, pk) = Signer::generate(alg);
@@ -256,20 +273,23 @@ impl Client {
                 ));
             }
         }
+        let (stored, auth_only) = split_context(&materials.encryption_context, &opts.required_encryption_context_keys)?;
         let message_id = crate::random::array::<32>().to_vec();
         let keys = kdf::derive(suite, data_key.as_bytes(), &message_id)?;
         let header = Header {
             version: MessageVersion::V2,
             suite,
             message_id,
-            encryption_context: materials.encryption_context.clone(),
+            encryption_context: stored,
             encrypted_data_keys: materials.encrypted_data_keys.clone(),
             content_type: ContentType::Framed,
             frame_length: opts.frame_length,
             suite_data: keys.commit_key.as_deref().copied(),
         };
         let aead = self.aead.new_key(&keys.encryption_key).await?;
-        let mut enc = Encryptor::new(header, aead, signer).await?;
+        // SPEC client-apis/encrypt.md "Construct the header": the tag's AAD is
+        // the header body ‖ the serialized authenticate-only pairs.
+        let mut enc = Encryptor::new(header, aead, signer, &context::canonical(&auth_only)?).await?;
         enc.declare_len(opts.plaintext_length);
         Ok(enc)
     }
@@ -323,6 +343,21 @@ impl Client {
         let header = dec.finish()?;
         Ok((out, header))
     }
+}
+
+/// Splits the materials' context into the pairs the header stores and the
+/// authenticate-only pairs of `required` (SPEC framework/structures.md
+/// "Required Encryption Context Keys": each is a key of the context).
+fn split_context(full: &EncryptionContext, required: &BTreeSet<String>) -> Result<(EncryptionContext, EncryptionContext)> {
+    let mut stored = full.clone();
+    let mut auth_only = EncryptionContext::new();
+    for k in required {
+        let v = stored
+            .remove(k)
+            .ok_or_else(|| err!(InvalidState, "the keyring dropped the required encryption context key {k:?}"))?;
+        auth_only.insert(k.clone(), v);
+    }
+    Ok((stored, auth_only))
 }
 
 /// Exact size of the message kms-envelope writes for `plaintext_len` bytes,

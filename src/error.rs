@@ -33,7 +33,7 @@ pub enum ErrorCode {
     InvalidEncryptionContext,
     /// An encryption context key uses the reserved `aws-crypto-` prefix.
     ReservedEncryptionContextKey,
-    /// The message's encryption context lacks a required pair.
+    /// A reproduced encryption context pair differs from the stored one.
     EncryptionContextMismatch,
     /// The commitment policy forbids this algorithm suite.
     CommitmentPolicyViolation,

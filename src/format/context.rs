@@ -99,26 +99,34 @@ pub fn check_no_reserved_keys(ctx: &EncryptionContext) -> Result<()> {
     }
 }
 
-/// Checks that every required pair is present with the same value.
-pub fn check_required(ctx: &EncryptionContext, required: &EncryptionContext) -> Result<()> {
-    for (k, v) in required {
-        match ctx.get(k) {
+/// Compares a reproduced context with the one a header stores (SPEC
+/// framework/cmm-interface.md "Decrypt Materials"): a key both hold must
+/// have the same value. Returns the reproduced pairs the header does not
+/// store, the message's authenticate-only pairs; none may use the reserved
+/// prefix, which only the SDK writes.
+pub fn reproduced_only(stored: &EncryptionContext, reproduced: &EncryptionContext) -> Result<EncryptionContext> {
+    let mut auth_only = EncryptionContext::new();
+    for (k, v) in reproduced {
+        match stored.get(k) {
             Some(have) if have == v => {}
             Some(_) => {
                 return Err(err!(
                     EncryptionContextMismatch,
-                    "encryption context value for {k:?} differs from the required one"
+                    "the message's encryption context value for {k:?} differs from the reproduced one"
+                ))
+            }
+            None if k.starts_with(RESERVED_PREFIX) => {
+                return Err(err!(
+                    ReservedEncryptionContextKey,
+                    "the reproduced pair {k:?} uses the reserved prefix {RESERVED_PREFIX:?} and the message does not store it"
                 ))
             }
             None => {
-                return Err(err!(
-                    EncryptionContextMismatch,
-                    "encryption context lacks the required key {k:?}"
-                ))
+                auth_only.insert(k.clone(), v.clone());
             }
         }
     }
-    Ok(())
+    Ok(auth_only)
 }
 
 #[cfg(test)]

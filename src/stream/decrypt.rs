@@ -53,7 +53,11 @@ pub struct Decryptor {
     policy: CommitmentPolicy,
     limits: DecryptLimits,
     aead: std::sync::Arc<dyn crate::aead::AeadProvider>,
-    required: EncryptionContext,
+    /// The caller's reproduced encryption context.
+    reproduced: EncryptionContext,
+    /// Its pairs the header does not store, once the header is parsed: the
+    /// message's authenticate-only pairs.
+    auth_only: EncryptionContext,
     refuse_signed: bool,
     state: State,
     buf: Vec<u8>,
@@ -71,7 +75,8 @@ impl Decryptor {
             policy,
             limits,
             aead,
-            required: opts.required_encryption_context.clone(),
+            reproduced: opts.encryption_context.clone(),
+            auth_only: EncryptionContext::new(),
             refuse_signed: opts.refuse_signed,
             state: State::Header,
             buf: Vec::new(),
@@ -163,9 +168,11 @@ impl Decryptor {
     /// Empty decryption materials for this message, to hand to a keyring.
     pub fn materials(&self) -> Result<DecryptionMaterials> {
         match &self.state {
+            // SPEC framework/cmm-interface.md "Decrypt Materials": reproduced
+            // pairs the header does not store join the materials' context.
             State::NeedKey(p) => Ok(DecryptionMaterials {
                 suite: p.header.suite,
-                encryption_context: p.header.encryption_context.clone(),
+                encryption_context: p.header.encryption_context.iter().chain(&self.auth_only).map(|(k, v)| (k.clone(), v.clone())).collect(),
                 data_key: None,
             }),
             _ => Err(err!(InvalidState, "no data key is needed now")),
@@ -183,7 +190,7 @@ impl Decryptor {
             Ok(m) => self.set_data_key(m).await,
             Err(e) => {
                 self.state = State::Failed;
-                Err(e)
+                Err(self.auth_only_hint(e))
             }
         }
     }
@@ -199,9 +206,23 @@ impl Decryptor {
                 return Err(err!(InvalidState, "no data key is needed now"));
             }
         };
-        let body = self.verify_header(&parsed, materials).await?;
+        let body = self.verify_header(&parsed, materials).await.map_err(|e| self.auth_only_hint(e))?;
         self.state = State::Body(Box::new(body));
         Ok(())
+    }
+
+    /// Names the authenticate-only pairs in a failure they may have caused:
+    /// a pair the message was not written with makes the data key or the
+    /// header tag fail, like a wrong value does. The code is kept.
+    fn auth_only_hint(&self, e: crate::Error) -> crate::Error {
+        if self.auth_only.is_empty() || !matches!(e.code(), ErrorCode::NoDecryptableKey | ErrorCode::HeaderAuthFailed | ErrorCode::KmsError | ErrorCode::KmsResponseInvalid) {
+            return e;
+        }
+        let keys: Vec<&str> = self.auth_only.keys().map(String::as_str).collect();
+        crate::Error::new(
+            e.code(),
+            format!("{} (the reproduced pairs {keys:?}, which the header does not store, were authenticated as the message's authenticate-only pairs)", e.detail()),
+        )
     }
 
     async fn verify_header(&self, parsed: &ParsedHeader, materials: DecryptionMaterials) -> Result<Body> {
@@ -223,7 +244,15 @@ impl Decryptor {
             }
         }
         let aead = self.aead.new_key(&keys.encryption_key).await?;
-        aead.open(&parsed.auth.iv, &parsed.body_bytes, &parsed.auth.tag, &mut Vec::new())
+        // SPEC client-apis/decrypt.md "Verify the header": AAD = header body ‖
+        // the serialized authenticate-only pairs of the materials.
+        let auth_only = context::canonical(&self.auth_only)?;
+        let aad: std::borrow::Cow<[u8]> = if auth_only.is_empty() {
+            std::borrow::Cow::Borrowed(&parsed.body_bytes)
+        } else {
+            std::borrow::Cow::Owned([parsed.body_bytes.as_slice(), &auth_only].concat())
+        };
+        aead.open(&parsed.auth.iv, &aad, &parsed.auth.tag, &mut Vec::new())
             .await
             .map_err(|_| err!(HeaderAuthFailed, "the header authentication tag does not verify"))?;
         let verifier = match h.suite.signature() {
@@ -272,6 +301,7 @@ impl Decryptor {
                         }
                         Some(p) => {
                             self.check_header(&p.header)?;
+                            self.auth_only = context::reproduced_only(&p.header.encryption_context, &self.reproduced)?;
                             pos += p.len;
                             self.header_len = Some(p.len);
                             self.state = State::NeedKey(Box::new(p));
@@ -347,7 +377,7 @@ impl Decryptor {
                 self.limits.max_frame_length
             ));
         }
-        context::check_required(&h.encryption_context, &self.required)
+        Ok(())
     }
 }
 

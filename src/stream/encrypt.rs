@@ -36,14 +36,20 @@ impl Encryptor {
         header: Header,
         aead: Box<dyn FrameAead>,
         signer: Option<Signer>,
+        auth_only_context: &[u8],
     ) -> Result<Self> {
         debug_assert_eq!(header.content_type, ContentType::Framed);
         let mut bytes = header.serialize_body()?;
-        // Header auth: GCM over an empty plaintext, IV = 12 zero bytes, AAD = header body
-        // (SPEC client-apis/encrypt.md "Construct the header").
+        // Header auth: GCM over an empty plaintext, IV = 12 zero bytes, AAD =
+        // header body ‖ serialized authenticate-only pairs (SPEC
+        // client-apis/encrypt.md "Construct the header").
         let iv = [0u8; 12];
         let mut sealed = Vec::with_capacity(16);
-        aead.seal(&iv, &bytes, &[], &mut sealed).await?;
+        if auth_only_context.is_empty() {
+            aead.seal(&iv, &bytes, &[], &mut sealed).await?;
+        } else {
+            aead.seal(&iv, &[bytes.as_slice(), auth_only_context].concat(), &[], &mut sealed).await?;
+        }
         let tag: [u8; 16] = sealed
             .as_slice()
             .try_into()

@@ -10,7 +10,7 @@ use js_sys::{Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen_futures::future_to_promise;
 use wasm_bindgen::prelude::*;
 
-use super::convert::{bool_field, bytes, context, field, header_to_js, string_field, u32_field};
+use super::convert::{bool_field, bytes, context, field, header_to_js, string_field, string_list, u32_field};
 use super::error::{bad_arg, to_js};
 use super::keyrings::Keyring;
 use super::frames::{as_u8_array, seal_chunk, Out, WebKey};
@@ -117,12 +117,15 @@ pub(crate) fn encrypt_options(opts: &JsValue) -> Result<EncryptOptions, JsValue>
             _ => return Err(bad_arg("plaintextLength", "must be a non-negative safe integer")),
         }
     }
+    if let Some(v) = field(opts, "requiredEncryptionContextKeys") {
+        o.required_encryption_context_keys = string_list(&v, "requiredEncryptionContextKeys")?;
+    }
     Ok(o)
 }
 
 pub(crate) fn decrypt_options(opts: &JsValue) -> Result<DecryptOptions, JsValue> {
     Ok(DecryptOptions {
-        required_encryption_context: context(field(opts, "encryptionContext"), "encryptionContext")?,
+        encryption_context: context(field(opts, "encryptionContext"), "encryptionContext")?,
         refuse_signed: bool_field(opts, "refuseSigned")?,
         allow_unverified_signature: bool_field(opts, "allowUnverifiedSignature")?,
     })

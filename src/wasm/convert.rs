@@ -59,6 +59,17 @@ pub(crate) fn bytes(v: &JsValue, name: &str) -> Result<Vec<u8>, JsValue> {
     Err(bad_arg(name, "must be a Uint8Array, ArrayBuffer or ArrayBufferView"))
 }
 
+/// An array of strings, as a set.
+pub(crate) fn string_list(v: &JsValue, name: &str) -> Result<std::collections::BTreeSet<String>, JsValue> {
+    if !Array::is_array(v) {
+        return Err(bad_arg(name, "must be an array of strings"));
+    }
+    Array::from(v)
+        .iter()
+        .map(|s| s.as_string().ok_or_else(|| bad_arg(name, "must be an array of strings")))
+        .collect()
+}
+
 /// A plain object of string values.
 pub(crate) fn context(v: Option<JsValue>, name: &str) -> Result<EncryptionContext, JsValue> {
     let mut ctx = EncryptionContext::new();

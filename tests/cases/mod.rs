@@ -4,6 +4,7 @@ mod caching;
 mod conformance;
 mod core_tests;
 mod range;
+mod required_context;
 #[cfg(not(target_arch = "wasm32"))]
 mod tamper;
 pub mod vectors;

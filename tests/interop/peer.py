@@ -11,7 +11,10 @@ JOBS.json: {"jobs": [job, ...]}, each job
      "suite": "0x0478", "frame_length": 4096, "context": {...},
      "policy": "require-encrypt-require-decrypt" | "require-encrypt-allow-decrypt"
                | "forbid-encrypt-allow-decrypt",
-     "input": PATH, "output": PATH}
+     "input": PATH, "output": PATH,
+     "required_keys": [...],  # optional: the material providers' Required
+                              # Encryption Context CMM over the keyring
+     "reproduced": {...}}     # optional, decrypt: the reproduced context
 RESULTS.json: [{"ok": true} | {"ok": false, "error": "..."}, ...] in job order.
 
 Keys come from KEYS_DIR (the test keys of tests/vectors/keys): namespace
@@ -150,10 +153,50 @@ class Peer:
             )
         return self._kms_keyrings[alg]
 
+    def mpl_keyring(self, spec):
+        """The material providers' keyring for SPEC (raw-aes-BITS or kms-rsa-ALG)."""
+        if spec.startswith("kms-rsa-"):
+            return self.kms_keyring(spec[len("kms-rsa-"):])
+        from aws_cryptographic_material_providers.mpl import AwsCryptographicMaterialProviders
+        from aws_cryptographic_material_providers.mpl.config import MaterialProvidersConfig
+        from aws_cryptographic_material_providers.mpl.models import AesWrappingAlg, CreateRawAesKeyringInput
+
+        bits = int(spec[len("raw-aes-"):])
+        mpl = AwsCryptographicMaterialProviders(config=MaterialProvidersConfig())
+        return mpl.create_raw_aes_keyring(
+            input=CreateRawAesKeyringInput(
+                key_namespace=NAMESPACE,
+                key_name="aes-%d" % bits,
+                wrapping_key=read("%s/aes-%d.key" % (self.keys_dir, bits)),
+                wrapping_alg=getattr(AesWrappingAlg, "ALG_AES%d_GCM_IV12_TAG16" % bits),
+            )
+        )
+
+    def required_cmm(self, spec, keys):
+        """The Required Encryption Context CMM for KEYS over SPEC's keyring."""
+        from aws_cryptographic_material_providers.mpl import AwsCryptographicMaterialProviders
+        from aws_cryptographic_material_providers.mpl.config import MaterialProvidersConfig
+        from aws_cryptographic_material_providers.mpl.models import (
+            CreateDefaultCryptographicMaterialsManagerInput,
+            CreateRequiredEncryptionContextCMMInput,
+        )
+
+        mpl = AwsCryptographicMaterialProviders(config=MaterialProvidersConfig())
+        default = mpl.create_default_cryptographic_materials_manager(
+            input=CreateDefaultCryptographicMaterialsManagerInput(keyring=self.mpl_keyring(spec))
+        )
+        return mpl.create_required_encryption_context_cmm(
+            input=CreateRequiredEncryptionContextCMMInput(
+                underlying_cmm=default, required_encryption_context_keys=list(keys)
+            )
+        )
+
     def run(self, job):
         client = aws_encryption_sdk.EncryptionSDKClient(commitment_policy=POLICIES[job["policy"]])
         spec = job["keyring"]
-        if spec.startswith("kms-rsa-"):
+        if "required_keys" in job:
+            key_args = {"materials_manager": self.required_cmm(spec, job["required_keys"])}
+        elif spec.startswith("kms-rsa-"):
             key_args = {"keyring": self.kms_keyring(spec[len("kms-rsa-"):])}
         else:
             key_args = {"key_provider": self.raw_key(spec, job["op"])}
@@ -168,6 +211,8 @@ class Peer:
                 **key_args
             )
         else:
+            if "reproduced" in job:
+                key_args["encryption_context"] = job["reproduced"]
             out, _ = client.decrypt(source=data, **key_args)
         with open(job["output"], "wb") as f:
             f.write(out)

@@ -145,7 +145,7 @@ pub fn kms_rsa(alg: KmsRsaAlgorithm) -> (KmsRsaKeyring, Arc<FakeKms>) {
 }
 
 pub fn opts(suite: AlgorithmSuite, frame_length: u32, c: &EncryptionContext) -> EncryptOptions {
-    EncryptOptions { suite, frame_length, encryption_context: c.clone(), plaintext_length: None }
+    EncryptOptions { suite, frame_length, encryption_context: c.clone(), plaintext_length: None, ..EncryptOptions::default() }
 }
 
 pub fn encrypt(k: &dyn Keyring, pt: &[u8], o: &EncryptOptions) -> Vec<u8> {

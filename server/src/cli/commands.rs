@@ -69,17 +69,26 @@ fn read_chunk(input: &mut dyn Read, buf: &mut [u8]) -> Result<usize, Error> {
 /// The message options of `kms-envelope encrypt`.
 pub struct EncryptArgs<'a> {
     pub context: &'a [String],
+    pub required_context: &'a [String],
     pub frame_length: u32,
     pub suite: &'a str,
     pub max_encrypted_data_keys: u16,
 }
 
 pub fn encrypt(input: &str, output: &str, args: &EncryptArgs<'_>, specs: &[(Kind, String)], kms: &KmsOptions) -> Result<(), Error> {
+    let mut encryption_context = parse_context(args.context)?;
+    let required = parse_context(args.required_context)?;
+    if let Some(k) = required.keys().find(|k| encryption_context.contains_key(*k)) {
+        return Err(Error::new(ErrorCode::InvalidArgument, format!("{k:?} is given both as --context and as --required-context")));
+    }
+    let required_encryption_context_keys = required.keys().cloned().collect();
+    encryption_context.extend(required);
     let opts = EncryptOptions {
         suite: AlgorithmSuite::parse(args.suite)?,
         frame_length: args.frame_length,
-        encryption_context: parse_context(args.context)?,
+        encryption_context,
         plaintext_length: None,
+        required_encryption_context_keys,
     };
     let keyring = block_on(build_all(specs, false, &kms.factory()))?;
     let mut src = open_input(input)?;
@@ -115,7 +124,7 @@ pub fn decrypt(input: &str, output: &str, args: &DecryptArgs<'_>, specs: &[(Kind
         .with_aead(Arc::new(AwsLcAead))
         .with_commitment_policy(CommitmentPolicy::parse(args.commitment_policy)?)
         .with_max_encrypted_data_keys(Some(args.max_encrypted_data_keys));
-    let opts = DecryptOptions { required_encryption_context: parse_context(args.context)?, refuse_signed: args.unsigned_only, ..DecryptOptions::default() };
+    let opts = DecryptOptions { encryption_context: parse_context(args.context)?, refuse_signed: args.unsigned_only, ..DecryptOptions::default() };
     let keyring = block_on(build_all(specs, true, &kms.factory()))?;
     let mut src = open_input(input)?;
     let mut out = Output::create(output)?;

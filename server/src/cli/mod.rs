@@ -100,9 +100,13 @@ pub enum Command {
         /// Output file, or - for stdout. Written only if encryption succeeds.
         #[arg(short = 'o', long = "output", value_name = "OUT")]
         output: String,
-        /// Encryption context pair (repeatable).
+        /// Encryption context pair, stored in the header (repeatable).
         #[arg(long = "context", value_name = "KEY=VALUE")]
         context: Vec<String>,
+        /// Authenticate-only encryption context pair (repeatable): authenticated
+        /// but not stored, so decryption needs it again as `--context`.
+        #[arg(long = "required-context", value_name = "KEY=VALUE")]
+        required_context: Vec<String>,
         /// Frame length in bytes.
         #[arg(long = "frame-length", default_value_t = kms_envelope::DEFAULT_FRAME_LENGTH)]
         frame_length: u32,
@@ -123,7 +127,9 @@ pub enum Command {
         /// Output file, or - for stdout. A file is written only if the whole message authenticates.
         #[arg(short = 'o', long = "output", value_name = "OUT")]
         output: String,
-        /// Required encryption context pair (repeatable): decryption fails unless the message has it.
+        /// Reproduced encryption context pair (repeatable): a pair the header
+        /// stores must match; the others are the message's authenticate-only
+        /// pairs, and decryption fails unless the message was written with them.
         #[arg(long = "context", value_name = "KEY=VALUE")]
         context: Vec<String>,
         /// Maximum number of encrypted data keys to accept.
@@ -171,10 +177,10 @@ pub fn run() -> Result<(), Error> {
     let cli = Cli::from_arg_matches(&matches).map_err(|e| Error::new(ErrorCode::InvalidArgument, e.to_string()))?;
     let sub = matches.subcommand().map(|(_, m)| m);
     match cli.command {
-        Command::Encrypt { input, output, context, frame_length, suite, max_encrypted_data_keys, keyrings } => {
+        Command::Encrypt { input, output, context, required_context, frame_length, suite, max_encrypted_data_keys, keyrings } => {
             let specs = ordered_specs(sub, &keyrings);
             let kms = commands::KmsOptions { endpoint: keyrings.kms_endpoint.clone(), region: keyrings.kms_region.clone() };
-            let opts = commands::EncryptArgs { context: &context, frame_length, suite: &suite, max_encrypted_data_keys };
+            let opts = commands::EncryptArgs { context: &context, required_context: &required_context, frame_length, suite: &suite, max_encrypted_data_keys };
             commands::encrypt(&input, &output, &opts, &specs, &kms)
         }
         Command::Decrypt { input, output, context, max_encrypted_data_keys, commitment_policy, unsigned_only, keyrings } => {
