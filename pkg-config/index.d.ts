@@ -139,9 +139,11 @@ export interface EncryptOptions extends CommonOptions {
   plaintextLength?: number;
   /** Most encrypted data keys the message may carry: default 10 (what decrypt accepts by default); `false` for no limit. */
   maxEncryptedDataKeys?: number | false;
+  /** Keys of `encryptionContext` whose pairs are authenticated but not stored in the header: decryption needs them again in its `encryptionContext`. */
+  requiredEncryptionContextKeys?: string[];
 }
 export interface DecryptOptions extends CommonOptions {
-  /** Pairs the message's encryption context must contain. */
+  /** The reproduced encryption context: pairs the header stores must match; the others are the message's authenticate-only pairs, and decryption fails unless the message was written with exactly them. */
   encryptionContext?: EncryptionContext;
   /** Default 10; `false` for no limit (the ESDK specification sets none). */
   maxEncryptedDataKeys?: number | false;

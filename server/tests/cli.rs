@@ -105,6 +105,44 @@ fn encrypt_inspect_decrypt_round_trip() {
     assert_eq!(std::fs::read(&output).unwrap(), data);
 }
 
+/// `--required-context` pairs are authenticated, not stored: `inspect` does
+/// not show them and decryption needs them again as `--context`.
+#[test]
+fn required_context_is_authenticated_not_stored() {
+    let d = tempfile::tempdir().unwrap();
+    let input = d.path().join("in.bin");
+    let sealed = d.path().join("in.bin.esdk");
+    let output = d.path().join("out.bin");
+    let data = sample(10_000);
+    std::fs::write(&input, &data).unwrap();
+    let aes = format!("namespace=ns,name=aes,key={}", key("aes-256.key"));
+    ok(&run(&[
+        "encrypt", "-i", input.to_str().unwrap(), "-o", sealed.to_str().unwrap(),
+        "--context", "owner=alice", "--required-context", "tenant=t-1", "--raw-aes", &aes,
+    ]));
+    let o = run(&["inspect", "-i", sealed.to_str().unwrap()]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["encryption_context"], serde_json::json!({ "owner": "alice" }));
+    let dec = |extra: &[&str]| {
+        let mut args = vec!["decrypt", "-i", sealed.to_str().unwrap(), "-o", output.to_str().unwrap(), "--raw-aes", &aes];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    fails_with(&dec(&[]), "NO_DECRYPTABLE_KEY", Some(&output));
+    fails_with(&dec(&["--context", "tenant=t-2"]), "NO_DECRYPTABLE_KEY", Some(&output));
+    fails_with(&dec(&["--context", "tenant=t-1", "--context", "owner=bob"]), "ENCRYPTION_CONTEXT_MISMATCH", Some(&output));
+    ok(&dec(&["--context", "tenant=t-1", "--context", "owner=alice"]));
+    assert_eq!(std::fs::read(&output).unwrap(), data);
+    // A key given both ways is refused.
+    fails_with(
+        &run(&["encrypt", "-i", input.to_str().unwrap(), "-o", d.path().join("x").to_str().unwrap(),
+               "--context", "tenant=a", "--required-context", "tenant=b", "--raw-aes", &aes]),
+        "INVALID_ARGUMENT",
+        Some(&d.path().join("x")),
+    );
+}
+
 #[test]
 fn stdin_and_stdout_and_the_signing_suite() {
     let data = sample(70_000);
@@ -151,10 +189,10 @@ fn failures_leave_no_output() {
     assert_eq!(std::fs::read(&out).unwrap(), b"previous");
     std::fs::remove_file(&out).unwrap();
 
-    // Required context missing.
+    // A pair the message was not written with: authenticated, and refused.
     fails_with(
         &run(&["decrypt", "-i", sealed.to_str().unwrap(), "-o", out.to_str().unwrap(), "--context", "owner=bob", "--raw-rsa", &raw_rsa_priv()]),
-        "ENCRYPTION_CONTEXT_MISMATCH",
+        "HEADER_AUTH_FAILED",
         Some(&out),
     );
     // Missing input, bad arguments, bad keys.

@@ -577,3 +577,48 @@ fn objects_serve_byte_ranges_for_random_access_decryption() {
     let read = *src.read.lock().unwrap();
     assert!(read <= 4096 + 2 * (65_536 + 32), "{read} bytes read");
 }
+
+/// Authenticate-only context pairs through the gateway: an upload may carry
+/// them (the gateway authorizes on the stored `owner` and `object`, so
+/// those must be stored); the data-key proof covers the whole context the
+/// reader claims, so a download decrypts only with the pairs reproduced.
+#[test]
+fn authenticate_only_pairs_are_proved_by_the_data_key_route() {
+    let d = tempfile::tempdir().unwrap();
+    setup(d.path(), 4 << 20);
+    let gw = start(d.path());
+    let sealer = Sealer::new(&gw);
+    let seal = |only: &[&str], object: &str| {
+        let mut o = kms_envelope::EncryptOptions::default();
+        for (k, v) in [("owner", "alice"), ("object", object), ("file", "f.bin"), ("case", "C-42")] {
+            o.encryption_context.insert(k.into(), v.into());
+        }
+        o.required_encryption_context_keys = only.iter().map(|k| k.to_string()).collect();
+        block_on(Client::new().encrypt(&sealer.keyring, b"case file", &o)).unwrap()
+    };
+    let blob = seal(&["case"], "auth-only");
+    assert_eq!(gw.upload(Some("alice"), &blob).0, 201);
+    // The gateway cannot authorize what the header does not name.
+    let (s, v) = gw.upload(Some("alice"), &seal(&["owner"], "no-owner"));
+    assert_eq!(s, 403, "{v}");
+    let (s, v) = gw.upload(Some("alice"), &seal(&["object"], "no-object"));
+    assert_eq!(s, 400, "{v}");
+
+    let arn = request_for(&blob)["keyId"].as_str().unwrap().to_owned();
+    let via = |user| {
+        KmsRsaKeyring::new(&arn, None, KmsRsaAlgorithm::RsaesOaepSha256).unwrap().with_kms_decrypt(Arc::new(ViaGateway { url: gw.url.clone(), user }))
+    };
+    let with = |pairs: &[(&str, &str)]| DecryptOptions { encryption_context: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), ..DecryptOptions::default() };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (plain, h) = rt.block_on(Client::new().decrypt(&via("alice"), &blob, &with(&[("case", "C-42")]))).unwrap();
+    assert_eq!(plain, b"case file");
+    assert!(!h.encryption_context.contains_key("case"));
+    // Without the pair, or with another value, the gateway's proof fails.
+    for pairs in [&[][..], &[("case", "C-43")][..]] {
+        let e = rt.block_on(Client::new().decrypt(&via("alice"), &blob, &with(pairs))).unwrap_err();
+        assert!(e.detail().contains("403") && e.detail().contains("another encryption context"), "{pairs:?}: {e}");
+    }
+    // A stranger with the right pair is still refused.
+    let e = rt.block_on(Client::new().decrypt(&via("bob"), &blob, &with(&[("case", "C-42")]))).unwrap_err();
+    assert!(e.detail().contains("403"), "{e}");
+}

@@ -258,6 +258,30 @@ async fn errors_are_envelope_errors_with_codes() {
 }
 
 #[wasm_bindgen_test]
+async fn required_encryption_context_keys_are_authenticated_not_stored() {
+    let k = raw_aes();
+    let both = obj(&[("owner", "alice".into()), ("tenant", "t-1".into())]);
+    let keys = js_sys::Array::of1(&"tenant".into());
+    let r = await_js(encrypt(&k, u8s(b"secret"), obj(&[("encryptionContext", both.clone()), ("requiredEncryptionContextKeys", keys.clone().into())]))).await.unwrap();
+    let stored = get(&get(&r, "messageHeader"), "encryptionContext");
+    assert_eq!(get(&stored, "owner").as_string().as_deref(), Some("alice"));
+    assert!(get(&stored, "tenant").is_undefined());
+    let ct = to_vec(&get(&r, "result"));
+    let d = await_js(decrypt(&k, u8s(&ct), obj(&[("encryptionContext", obj(&[("tenant", "t-1".into())]))]))).await.unwrap();
+    assert_eq!(to_vec(&get(&d, "plaintext")), b"secret");
+    let msg = expect_code(await_js(decrypt(&k, u8s(&ct), JsValue::UNDEFINED)).await, "NO_DECRYPTABLE_KEY");
+    assert!(!msg.contains("t-1"), "{msg}");
+    expect_code(await_js(decrypt(&k, u8s(&ct), obj(&[("encryptionContext", obj(&[("tenant", "t-2".into())]))]))).await, "NO_DECRYPTABLE_KEY");
+    // A required key without a value, or a list that is not one of strings.
+    let msg = expect_code(
+        await_js(encrypt(&k, u8s(b"x"), obj(&[("encryptionContext", ctx()), ("requiredEncryptionContextKeys", js_sys::Array::of1(&"nope".into()).into())]))).await,
+        "INVALID_ARGUMENT",
+    );
+    assert!(msg.contains("nope"), "{msg}");
+    expect_code(await_js(encrypt(&k, u8s(b"x"), obj(&[("requiredEncryptionContextKeys", "tenant".into())]))).await, "INVALID_ARGUMENT");
+}
+
+#[wasm_bindgen_test]
 async fn key_pinning_and_get_public_key_responses() {
     use sha2::Digest;
     let fp = hex::encode(sha2::Sha256::digest(PUB_2048_DER));
