@@ -92,13 +92,13 @@ export declare class MaterialsCache {
 export interface CachingKeyringOptions {
   keyring: Keyring;
   cache: MaterialsCache;
-  /** Seconds an entry may be used (default 300). */
+  /** Seconds an entry may be used: above 0 (default 300). */
   maxAge?: number;
-  /** Messages an entry may serve (default 2^32). */
+  /** Messages an entry may serve: 1 to 2^32 (default 2^32). */
   maxMessages?: number;
-  /** Plaintext bytes an encryption entry may protect. */
+  /** Plaintext bytes an encryption entry may protect: at most 2^63 - 1 (the default). */
   maxBytes?: number;
-  /** Separates keyrings sharing one cache (default "default"). */
+  /** Keyrings naming the same partition share entries of one cache; by default each keyring has a unique partition and shares nothing. */
   partition?: string;
   /** Reuse data keys across messages on encrypt (default false: one key then protects many messages). Needs `plaintextLength` for streams. */
   reuseDataKeys?: boolean;

@@ -103,12 +103,7 @@ impl Header {
         }
         out.extend_from_slice(&(self.encrypted_data_keys.len() as u16).to_be_bytes());
         for edk in &self.encrypted_data_keys {
-            for field in [edk.provider_id.as_bytes(), &edk.provider_info, &edk.ciphertext] {
-                if field.len() > u16::MAX as usize {
-                    return Err(err!(InvalidArgument, "encrypted data key field over 65535 bytes"));
-                }
-                put_u16_prefixed(&mut out, field);
-            }
+            serialize_edk(edk, &mut out)?;
         }
         out.push(self.content_type.byte());
         match self.version {
@@ -127,6 +122,18 @@ impl Header {
         }
         Ok(out)
     }
+}
+
+/// Serializes one encrypted data key entry (SPEC data-format/message-header.md
+/// "Encrypted Data Key Entries"): three UInt16-prefixed fields.
+pub(crate) fn serialize_edk(edk: &EncryptedDataKey, out: &mut Vec<u8>) -> Result<()> {
+    for field in [edk.provider_id.as_bytes(), &edk.provider_info, &edk.ciphertext] {
+        if field.len() > u16::MAX as usize {
+            return Err(err!(InvalidArgument, "encrypted data key field over 65535 bytes"));
+        }
+        put_u16_prefixed(out, field);
+    }
+    Ok(())
 }
 
 /// Serializes the header authentication section.

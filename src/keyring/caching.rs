@@ -23,14 +23,18 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use sha2::{Digest, Sha512};
+use sha2::{Digest, Sha384};
 
 use super::Keyring;
-use crate::error::Result;
+use crate::error::{err, Result};
 use crate::format::context;
 use crate::format::EncryptedDataKey;
 use crate::materials::{DecryptionMaterials, EncryptionMaterials};
 use crate::secret::DataKey;
+use crate::suite::Kdf;
+
+/// A cache entry identifier: SHA-384 (SPEC caching-cmm.md, Appendix A).
+type CacheId = [u8; 48];
 
 /// Time source: seconds since an arbitrary origin (wasm has no `Instant`).
 fn now() -> f64 {
@@ -44,20 +48,43 @@ fn now() -> f64 {
     }
 }
 
-/// Limits of one cached entry.
+/// Limits of one cached entry (SPEC caching-cmm.md "Initialization").
 #[derive(Clone, Copy, Debug)]
 pub struct CacheLimits {
-    /// Seconds an entry may be used after it was made.
+    /// Seconds an entry may be used after it was made: more than zero.
     pub max_age_secs: f64,
-    /// Messages an entry may serve (encrypt: messages it protects; decrypt: opens).
+    /// Messages an entry may serve (encrypt: messages it protects; decrypt:
+    /// opens): 1 to 2^32, the default 2^32.
     pub max_messages: u64,
-    /// Plaintext bytes an encryption entry may protect.
+    /// Plaintext bytes an encryption entry may protect: at most 2^63 − 1,
+    /// the default.
     pub max_bytes: u64,
 }
 
+/// The largest message limit (SPEC caching-cmm.md "Limit Messages").
+pub const MAX_CACHE_MESSAGES: u64 = 1 << 32;
+/// The largest byte limit (SPEC caching-cmm.md "Limit Bytes").
+pub const MAX_CACHE_BYTES: u64 = i64::MAX as u64;
+
 impl Default for CacheLimits {
     fn default() -> Self {
-        CacheLimits { max_age_secs: 300.0, max_messages: 1 << 32, max_bytes: u64::MAX }
+        CacheLimits { max_age_secs: 300.0, max_messages: MAX_CACHE_MESSAGES, max_bytes: MAX_CACHE_BYTES }
+    }
+}
+
+impl CacheLimits {
+    /// Refuses limits the specification does not allow (`INVALID_ARGUMENT`).
+    pub fn validate(&self) -> Result<()> {
+        if !(self.max_age_secs.is_finite() && self.max_age_secs > 0.0) {
+            return Err(err!(InvalidArgument, "the cache's max age must be a number of seconds above zero"));
+        }
+        if self.max_messages == 0 || self.max_messages > MAX_CACHE_MESSAGES {
+            return Err(err!(InvalidArgument, "the cache's message limit must be 1 to 2^32"));
+        }
+        if self.max_bytes > MAX_CACHE_BYTES {
+            return Err(err!(InvalidArgument, "the cache's byte limit must be at most 2^63 - 1"));
+        }
+        Ok(())
     }
 }
 
@@ -77,7 +104,7 @@ struct Entry {
 /// A bounded in-memory cache of data keys, shareable between keyrings.
 pub struct MaterialsCache {
     capacity: usize,
-    inner: Mutex<(HashMap<[u8; 64], Entry>, u64)>,
+    inner: Mutex<(HashMap<CacheId, Entry>, u64)>,
 }
 
 impl MaterialsCache {
@@ -101,13 +128,13 @@ impl MaterialsCache {
         self.lock().0.clear();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (HashMap<[u8; 64], Entry>, u64)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (HashMap<CacheId, Entry>, u64)> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Takes one use of a valid entry for `key` (adding `bytes`), or `None`;
     /// an entry past its limits is removed.
-    fn take(&self, key: &[u8; 64], limits: &CacheLimits, bytes: u64) -> Option<Arc<Cached>> {
+    fn take(&self, key: &CacheId, limits: &CacheLimits, bytes: u64) -> Option<Arc<Cached>> {
         let mut g = self.lock();
         let (map, clock) = &mut *g;
         *clock += 1;
@@ -125,7 +152,7 @@ impl MaterialsCache {
         Some(e.value.clone())
     }
 
-    fn put(&self, key: [u8; 64], value: Cached, bytes: u64) {
+    fn put(&self, key: CacheId, value: Cached, bytes: u64) {
         let mut g = self.lock();
         let (map, clock) = &mut *g;
         *clock += 1;
@@ -148,11 +175,22 @@ pub struct CachingKeyring {
 }
 
 impl CachingKeyring {
-    /// Caches what `inner` unwraps, within `limits`. `partition` separates
-    /// keyrings that share one cache (entries of one are never served to
-    /// another). Data-key reuse on encrypt is off.
-    pub fn new(inner: Arc<dyn Keyring>, cache: Arc<MaterialsCache>, limits: CacheLimits, partition: &str) -> Self {
-        CachingKeyring { inner, cache, limits, partition: partition.to_owned(), reuse_data_keys: false }
+    /// Caches what `inner` unwraps, within `limits` (checked: see
+    /// [`CacheLimits`]). The keyring gets a partition of its own, so it
+    /// never uses entries another keyring put in the same cache (SPEC
+    /// caching-cmm.md "Partition ID"); see [`CachingKeyring::with_partition`].
+    /// Data-key reuse on encrypt is off.
+    pub fn new(inner: Arc<dyn Keyring>, cache: Arc<MaterialsCache>, limits: CacheLimits) -> Result<Self> {
+        limits.validate()?;
+        let partition = crate::random::array::<16>().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(CachingKeyring { inner, cache, limits, partition, reuse_data_keys: false })
+    }
+
+    /// Shares entries with the keyrings that name the same partition (and
+    /// the same cache): only for keyrings that may serve each other's keys.
+    pub fn with_partition(mut self, partition: &str) -> Self {
+        self.partition = partition.to_owned();
+        self
     }
 
     /// Also reuse data keys across messages on encrypt (see the module docs for the trade-off).
@@ -161,31 +199,37 @@ impl CachingKeyring {
         self
     }
 
-    fn key(&self, kind: u8, suite: u16, ctx: &[u8], edks: &[EncryptedDataKey]) -> [u8; 64] {
-        // SPEC caching-cmm.md: SHA-512 over the partition, the suite, the
-        // sorted digests of the EDKs and the serialized context.
-        let mut h = Sha512::new();
-        let part = Sha512::digest(self.partition.as_bytes());
-        h.update(part);
-        h.update([kind]);
-        h.update(suite.to_be_bytes());
-        let mut digests: Vec<[u8; 64]> = edks
+    /// SPEC caching-cmm.md, Appendix A: SHA-384 of resource id 0x01 ‖ 0x00 ‖
+    /// scope ‖ 0x00 ‖ partition ‖ 0x00 ‖ resource suffix.
+    fn id(&self, scope: u8, suffix: &[&[u8]]) -> CacheId {
+        let mut h = Sha384::new();
+        h.update([0x01, 0x00, scope, 0x00]);
+        h.update(self.partition.as_bytes());
+        for part in suffix {
+            h.update([0x00]);
+            h.update(part);
+        }
+        h.finalize().into()
+    }
+
+    /// Encryption materials with an algorithm suite: suffix 0x01 ‖ 0x00 ‖
+    /// suite id ‖ 0x00 ‖ serialized context.
+    fn encrypt_id(&self, suite: u16, ctx: &[u8]) -> CacheId {
+        self.id(0x01, &[&[0x01], &suite.to_be_bytes(), ctx])
+    }
+
+    /// Decryption materials: suite id ‖ 0x00 ‖ the serialized EDK entries,
+    /// sorted, concatenated ‖ 0x00 ‖ serialized context.
+    fn decrypt_id(&self, suite: u16, edks: &[EncryptedDataKey], ctx: &[u8]) -> Result<CacheId> {
+        let mut entries = edks
             .iter()
             .map(|e| {
-                let mut d = Sha512::new();
-                for f in [e.provider_id.as_bytes(), &e.provider_info, &e.ciphertext] {
-                    d.update((f.len() as u64).to_be_bytes());
-                    d.update(f);
-                }
-                d.finalize().into()
+                let mut b = Vec::new();
+                crate::format::header::serialize_edk(e, &mut b).map(|()| b)
             })
-            .collect();
-        digests.sort_unstable();
-        for d in &digests {
-            h.update(d);
-        }
-        h.update(Sha512::digest(ctx));
-        h.finalize().into()
+            .collect::<Result<Vec<_>>>()?;
+        entries.sort_unstable();
+        Ok(self.id(0x02, &[&suite.to_be_bytes(), &entries.concat(), ctx]))
     }
 }
 
@@ -200,7 +244,7 @@ impl Keyring for CachingKeyring {
         }
         let bytes = bytes.unwrap_or(0);
         let ctx = context::serialize(&materials.encryption_context)?;
-        let key = self.key(0, materials.suite.id(), &ctx, &[]);
+        let key = self.encrypt_id(materials.suite.id(), &ctx);
         if let Some(hit) = self.cache.take(&key, &self.limits, bytes) {
             if let Cached::Encrypt { data_key, edks } = &*hit {
                 materials.data_key = Some(data_key.clone());
@@ -219,8 +263,13 @@ impl Keyring for CachingKeyring {
 
     async fn on_decrypt(&self, mut materials: DecryptionMaterials, edks: &[EncryptedDataKey]) -> Result<DecryptionMaterials> {
         super::needs_data_key(&materials)?;
+        // SPEC caching-cmm.md "Decrypt Materials": identity-KDF suites (the
+        // data key is the message key) are never cached.
+        if materials.suite.kdf() == Kdf::Identity {
+            return self.inner.on_decrypt(materials, edks).await;
+        }
         let ctx = context::canonical(&materials.encryption_context)?;
-        let key = self.key(1, materials.suite.id(), &ctx, edks);
+        let key = self.decrypt_id(materials.suite.id(), edks, &ctx)?;
         if let Some(hit) = self.cache.take(&key, &self.limits, 0) {
             if let Cached::Decrypt(dk) = &*hit {
                 materials.data_key = Some(dk.clone());
@@ -243,7 +292,7 @@ mod tests {
     fn evicted_entries_are_dropped_so_their_keys_are_zeroized() {
         let cache = MaterialsCache::new(2);
         let limits = CacheLimits::default();
-        let k = |i: u8| [i; 64];
+        let k = |i: u8| [i; 48];
         cache.put(k(1), Cached::Decrypt(DataKey::new(vec![1; 32])), 0);
         let weak = Arc::downgrade(&cache.take(&k(1), &limits, 0).unwrap());
         cache.put(k(2), Cached::Decrypt(DataKey::new(vec![2; 32])), 0);
@@ -262,21 +311,78 @@ mod tests {
     #[test]
     fn limits_by_messages_bytes_and_age() {
         let cache = MaterialsCache::new(10);
-        let put = |i: u8, bytes| cache.put([i; 64], Cached::Decrypt(DataKey::new(vec![i; 32])), bytes);
+        let put = |i: u8, bytes| cache.put([i; 48], Cached::Decrypt(DataKey::new(vec![i; 32])), bytes);
         let by_messages = CacheLimits { max_messages: 3, ..Default::default() };
         put(1, 0);
-        assert!(cache.take(&[1; 64], &by_messages, 0).is_some());
-        assert!(cache.take(&[1; 64], &by_messages, 0).is_some());
-        assert!(cache.take(&[1; 64], &by_messages, 0).is_none(), "the put counts as the first message");
+        assert!(cache.take(&[1; 48], &by_messages, 0).is_some());
+        assert!(cache.take(&[1; 48], &by_messages, 0).is_some());
+        assert!(cache.take(&[1; 48], &by_messages, 0).is_none(), "the put counts as the first message");
         let by_bytes = CacheLimits { max_bytes: 100, ..Default::default() };
         put(2, 60);
-        assert!(cache.take(&[2; 64], &by_bytes, 40).is_some());
-        assert!(cache.take(&[2; 64], &by_bytes, 1).is_none());
+        assert!(cache.take(&[2; 48], &by_bytes, 40).is_some());
+        assert!(cache.take(&[2; 48], &by_bytes, 1).is_none());
         let by_age = CacheLimits { max_age_secs: 0.05, ..Default::default() };
         put(3, 0);
-        assert!(cache.take(&[3; 64], &by_age, 0).is_some());
+        assert!(cache.take(&[3; 48], &by_age, 0).is_some());
         std::thread::sleep(std::time::Duration::from_millis(80));
-        assert!(cache.take(&[3; 64], &by_age, 0).is_none());
+        assert!(cache.take(&[3; 48], &by_age, 0).is_none());
         assert!(cache.is_empty(), "expired entries are removed");
+    }
+
+    #[test]
+    fn cache_ids_follow_the_specification_appendix() {
+        struct Nothing;
+        #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+        #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+        impl Keyring for Nothing {
+            async fn on_encrypt(&self, m: EncryptionMaterials) -> Result<EncryptionMaterials> {
+                Ok(m)
+            }
+            async fn on_decrypt(&self, m: DecryptionMaterials, _: &[EncryptedDataKey]) -> Result<DecryptionMaterials> {
+                Ok(m)
+            }
+        }
+        let k = CachingKeyring::new(Arc::new(Nothing), Arc::new(MaterialsCache::new(1)), CacheLimits::default()).unwrap().with_partition("p");
+        let ctx = [0, 1, 0, 1, b'a', 0, 1, b'b'];
+        // Encrypt, with suite 0x0478: 01 00 01 00 "p" 00 01 00 04 78 00 ctx.
+        let mut want = vec![1, 0, 1, 0, b'p', 0, 1, 0, 0x04, 0x78, 0];
+        want.extend_from_slice(&ctx);
+        assert_eq!(k.encrypt_id(0x0478, &ctx), <[u8; 48]>::from(Sha384::digest(&want)));
+        // Decrypt: 01 00 02 00 "p" 00 suite 00 sorted serialized EDKs 00 ctx.
+        let edk = |id: &str, info: &[u8], ct: &[u8]| EncryptedDataKey { provider_id: id.into(), provider_info: info.to_vec(), ciphertext: ct.to_vec() };
+        let (e1, e2) = (edk("z", b"i", b"c"), edk("a", b"jj", b"d"));
+        let ser2 = [0, 1, b'a', 0, 2, b'j', b'j', 0, 1, b'd'];
+        let ser1 = [0, 1, b'z', 0, 1, b'i', 0, 1, b'c'];
+        let mut want = vec![1, 0, 2, 0, b'p', 0, 0x04, 0x78, 0];
+        want.extend_from_slice(&ser2);
+        want.extend_from_slice(&ser1);
+        want.push(0);
+        want.extend_from_slice(&ctx);
+        let id = k.decrypt_id(0x0478, &[e1.clone(), e2.clone()], &ctx).unwrap();
+        assert_eq!(id, <[u8; 48]>::from(Sha384::digest(&want)));
+        assert_eq!(id, k.decrypt_id(0x0478, &[e2, e1], &ctx).unwrap(), "the EDK order does not matter");
+        // Another partition, another id; a default partition is unique.
+        assert_ne!(k.encrypt_id(0x0478, &ctx), k.with_partition("q").encrypt_id(0x0478, &ctx));
+        let fresh = || CachingKeyring::new(Arc::new(Nothing), Arc::new(MaterialsCache::new(1)), CacheLimits::default()).unwrap();
+        assert_ne!(fresh().partition, fresh().partition);
+    }
+
+    #[test]
+    fn limits_outside_the_specification_are_refused() {
+        let ok = CacheLimits::default();
+        assert!(ok.validate().is_ok());
+        assert_eq!((ok.max_messages, ok.max_bytes), (1 << 32, (1 << 63) - 1));
+        for bad in [
+            CacheLimits { max_age_secs: 0.0, ..ok },
+            CacheLimits { max_age_secs: -1.0, ..ok },
+            CacheLimits { max_age_secs: f64::NAN, ..ok },
+            CacheLimits { max_age_secs: f64::INFINITY, ..ok },
+            CacheLimits { max_messages: 0, ..ok },
+            CacheLimits { max_messages: (1 << 32) + 1, ..ok },
+            CacheLimits { max_bytes: 1 << 63, ..ok },
+        ] {
+            assert_eq!(bad.validate().unwrap_err().code(), crate::ErrorCode::InvalidArgument, "{bad:?}");
+        }
+        assert!(CacheLimits { max_messages: 1, max_bytes: 0, max_age_secs: 0.001 }.validate().is_ok());
     }
 }

@@ -161,6 +161,10 @@ impl Encryptor {
     /// before its ciphertext, its IV and its AAD. Every frame, whoever
     /// encrypts it, is planned here.
     pub(crate) fn plan(&mut self, kind: BodyKind, len: usize) -> Result<FramePlan> {
+        if kind == BodyKind::FinalFrame {
+            // Whichever driver seals it, the message ends here: the declared length must be met.
+            self.check_declared(true)?;
+        }
         let seq = self.seq;
         if seq == body::FINAL_FRAME_MARKER {
             return Err(err!(LimitExceeded, "a message holds at most 2^32 - 1 frames"));
@@ -216,8 +220,9 @@ impl Encryptor {
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-    pub(crate) fn count_plaintext(&mut self, n: usize) {
+    pub(crate) fn count_plaintext(&mut self, n: usize) -> Result<()> {
         self.plaintext_len += n as u64;
+        self.check_declared(false)
     }
 }
 

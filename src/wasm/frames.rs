@@ -142,10 +142,11 @@ async fn seal_into(enc: &mut Encryptor, key: &WebKey, chunk: &Uint8Array, last: 
     // A full frame stays buffered until more input shows it is not the last.
     let regular = if avail == 0 { 0 } else { (avail - 1) / f };
     let rem = avail - regular * f;
+    // The declared plaintext length is enforced before anything is written.
+    enc.count_plaintext(n)?;
     let header = enc.take_header().unwrap_or_default();
     let total = header.len() + regular * (f + 32) + if last { rem + 40 } else { 0 };
     let total = u32::try_from(total).map_err(|_| err!(LimitExceeded, "chunk too large for one output array"))?;
-    enc.count_plaintext(n);
     let mut out = if chunks {
         Out::Chunks { list: Vec::with_capacity(2 * regular + 3), len: 0 }
     } else {

@@ -106,8 +106,9 @@ impl Keyring {
     }
 
     /// A keyring that caches what `inner` unwraps in `cache`:
-    /// `{ maxAge? (seconds, 300), maxMessages? (2^32), maxBytes?, partition? ("default"),
-    /// reuseDataKeys? (false) }`. See `CachingKeyring` in the package docs.
+    /// `{ maxAge? (seconds above 0, 300), maxMessages? (1 to 2^32, 2^32), maxBytes? (2^63 - 1),
+    /// partition? (a unique one; name one to share entries), reuseDataKeys? (false) }`.
+    /// See `CachingKeyring` in the package docs.
     pub fn caching(inner: &Keyring, cache: &MaterialsCache, opts: JsValue) -> core::result::Result<Keyring, JsValue> {
         let num = |name: &str| -> core::result::Result<Option<f64>, JsValue> {
             match field(&opts, name) {
@@ -124,9 +125,11 @@ impl Keyring {
             max_messages: num("maxMessages")?.map(|n| n as u64).unwrap_or(d.max_messages),
             max_bytes: num("maxBytes")?.map(|n| n as u64).unwrap_or(d.max_bytes),
         };
-        let partition = string_field(&opts, "partition")?.unwrap_or_else(|| "default".into());
         let reuse = field(&opts, "reuseDataKeys").map(|v| v.is_truthy()).unwrap_or(false);
-        let k = CachingKeyring::new(inner.inner.clone(), cache.inner.clone(), limits, &partition).with_data_key_reuse(reuse);
+        let mut k = CachingKeyring::new(inner.inner.clone(), cache.inner.clone(), limits).map_err(to_js)?.with_data_key_reuse(reuse);
+        if let Some(p) = string_field(&opts, "partition")? {
+            k = k.with_partition(&p);
+        }
         Ok(Keyring { inner: Arc::new(k), kind: "CachingKeyring" })
     }
 

@@ -145,12 +145,13 @@ impl PoolSealer {
         if n == 0 {
             return Ok(());
         }
+        // The declared plaintext length is enforced before anything is written.
+        self.enc.count_plaintext(n)?;
         if !self.started {
             self.started = true;
             out.put_bytes(&self.enc.take_header().unwrap_or_default());
             self.cur = self.fresh_batch();
         }
-        self.enc.count_plaintext(n);
         let mut pos = 0;
         while pos < n {
             // A full batch goes only once more input shows its last frame is

@@ -12,7 +12,7 @@ const S0478: AlgorithmSuite = AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY
 const S0578: AlgorithmSuite = AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384;
 
 fn caching(inner: Arc<dyn Keyring>, cache: &Arc<MaterialsCache>, limits: CacheLimits) -> CachingKeyring {
-    CachingKeyring::new(inner, cache.clone(), limits, "test")
+    CachingKeyring::new(inner, cache.clone(), limits).unwrap().with_partition("test")
 }
 
 fn calls(kms: &FakeKms) -> u32 {
@@ -59,10 +59,22 @@ case! {
         assert_eq!(decrypt(&c, &other).unwrap(), b"other");
         assert_eq!(calls(&kms), 2, "another message, another data key");
         assert_eq!(cache.len(), 2);
-        // A keyring in another partition does not see these entries.
-        let elsewhere = CachingKeyring::new(k.clone(), cache.clone(), CacheLimits::default(), "another app");
+        // A keyring in another partition does not see these entries; one
+        // that names the same partition does.
+        let elsewhere = caching(k.clone(), &cache, CacheLimits::default()).with_partition("another app");
         assert_eq!(decrypt(&elsewhere, &ct).unwrap(), pt);
         assert_eq!(calls(&kms), 3);
+        let sharing = caching(k.clone(), &cache, CacheLimits::default());
+        assert_eq!(decrypt(&sharing, &ct).unwrap(), pt);
+        assert_eq!(calls(&kms), 3, "the same partition, named: shared");
+        // SPEC caching-cmm.md: by default, keyrings on one cache share nothing.
+        let own = CachingKeyring::new(k.clone(), cache.clone(), CacheLimits::default()).unwrap();
+        let own2 = CachingKeyring::new(k.clone(), cache.clone(), CacheLimits::default()).unwrap();
+        assert_eq!(decrypt(&own, &ct).unwrap(), pt);
+        assert_eq!(decrypt(&own2, &ct).unwrap(), pt);
+        assert_eq!(calls(&kms), 5, "each default partition is its own");
+        assert_eq!(decrypt(&own, &ct).unwrap(), pt);
+        assert_eq!(calls(&kms), 5);
         // A tampered copy (same EDKs and context) still fails: the cache hands out keys, not verdicts.
         let mut bad = ct.clone();
         let n = bad.len();
@@ -173,4 +185,43 @@ fn a_shared_cache_serves_concurrent_decryptions() {
         t.join().unwrap();
     }
     assert_eq!(calls(&kms), 1, "200 concurrent opens after the first, all from the cache");
+}
+
+case! {
+    fn identity_kdf_messages_are_never_cached() {
+        // SPEC caching-cmm.md "Decrypt Materials": with an identity KDF the
+        // data key is the message key; such materials are not cached.
+        let cache = Arc::new(MaterialsCache::new(1000));
+        let c = caching(Arc::new(raw_aes(256)), &cache, CacheLimits::default());
+        let client = legacy_client();
+        let mut legacy = 0;
+        for (name, bytes) in crate::cases::vectors::VECTORS {
+            let v = crate::cases::vectors::parse(name, bytes);
+            if v.get("keyring") != "raw-aes-256" || v.get("expect") != "success" {
+                continue;
+            }
+            let suite = AlgorithmSuite::parse(v.get("suite")).unwrap();
+            let before = cache.len();
+            now(client.decrypt(&c, v.message, &DecryptOptions::default())).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let identity = suite.kdf() == Kdf::Identity;
+            assert_eq!(cache.len(), before + usize::from(!identity), "{name}");
+            legacy += usize::from(identity);
+        }
+        assert!(legacy >= 3, "identity-KDF vectors: {legacy}");
+    }
+}
+
+case! {
+    fn out_of_range_limits_are_refused() {
+        let k: Arc<dyn Keyring> = Arc::new(raw_aes(256));
+        let cache = Arc::new(MaterialsCache::new(1));
+        for bad in [
+            CacheLimits { max_age_secs: 0.0, ..Default::default() },
+            CacheLimits { max_messages: 0, ..Default::default() },
+            CacheLimits { max_messages: (1 << 32) + 1, ..Default::default() },
+            CacheLimits { max_bytes: 1 << 63, ..Default::default() },
+        ] {
+            assert_eq!(code(CachingKeyring::new(k.clone(), cache.clone(), bad).map(|_| ())), "INVALID_ARGUMENT", "{bad:?}");
+        }
+    }
 }

@@ -107,7 +107,7 @@ case! {
             ("raw RSA", Box::new(raw_rsa(RsaPadding::OaepSha1))),
             ("AWS KMS RSA", Box::new(kms)),
             ("multi", Box::new(MultiKeyring::new(Some(aes.clone()), vec![]).unwrap())),
-            ("caching", Box::new(CachingKeyring::new(aes, cache, CacheLimits::default(), "t"))),
+            ("caching", Box::new(CachingKeyring::new(aes, cache, CacheLimits::default()).unwrap())),
         ];
         for (name, k) in &keyrings {
             let held = DecryptionMaterials {

@@ -492,6 +492,41 @@ async fn decrypt_range_reads_only_what_it_needs_from_blobs_readers_and_urls() {
 }
 
 #[wasm_bindgen_test]
+async fn a_declared_plaintext_length_is_enforced_on_every_path() {
+    let k = raw_aes();
+    let cache = MaterialsCache::new(Some(10));
+    let reusing = Keyring::caching(&k, &cache, obj(&[("reuseDataKeys", true.into()), ("maxBytes", 1000.into())])).unwrap();
+    let pt = plaintext(20);
+    for keyring in [&k, &reusing] {
+        for backend in ["webcrypto", "rustcrypto"] {
+            for (declared, sizes) in [(10u32, vec![20u32]), (10, vec![5, 5, 10]), (30, vec![20])] {
+                let opts = obj(&[("plaintextLength", declared.into()), ("aeadBackend", backend.into()), ("frameLength", 8.into())]);
+                let enc = encrypt_stream(keyring, opts).unwrap();
+                let sizes: Array = sizes.into_iter().map(JsValue::from).collect();
+                let out = collect(pipe(chunked_stream(&Uint8Array::from(pt.as_slice()), sizes), &enc)).await;
+                assert_eq!(get(&get(&out, "error"), "code").as_string().as_deref(), Some("INVALID_ARGUMENT"), "{backend}: {declared} declared, 20 written");
+            }
+            let one_shot = encrypt(keyring, u8s(&pt), obj(&[("plaintextLength", 10.into()), ("aeadBackend", backend.into())]));
+            expect_code(await_js(one_shot).await, "INVALID_ARGUMENT");
+        }
+    }
+    // Declared and kept: the cached data key serves while the bytes fit.
+    let edk = |r: &JsValue| to_vec(&get(&get(&get(&get(r, "messageHeader"), "encryptedDataKeys"), "0"), "encryptedDataKey"));
+    let a = await_js(encrypt(&reusing, u8s(&plaintext(600)), JsValue::UNDEFINED)).await.unwrap();
+    let b = await_js(encrypt(&reusing, u8s(&plaintext(300)), JsValue::UNDEFINED)).await.unwrap();
+    let c = await_js(encrypt(&reusing, u8s(&plaintext(300)), JsValue::UNDEFINED)).await.unwrap();
+    assert_eq!(edk(&a), edk(&b));
+    assert_ne!(edk(&b), edk(&c), "600 + 300 + 300 bytes exceed maxBytes 1000");
+    // Limits outside the specification are refused.
+    for bad in [obj(&[("maxAge", 0.into())]), obj(&[("maxMessages", 0.into())]), obj(&[("maxMessages", 4294967297.0.into())])] {
+        match Keyring::caching(&k, &cache, bad) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => assert_eq!(get(&e, "code").as_string().as_deref(), Some("INVALID_ARGUMENT")),
+        }
+    }
+}
+
+#[wasm_bindgen_test]
 async fn a_caching_keyring_calls_the_gateway_once_per_message() {
     let answer = gateway_answer(PRIV_2048, ARN).await;
     let fetch = scripted_fetch(vec![obj(&[("status", 200.into())])].into_iter().collect::<Array>().into(), &answer);
