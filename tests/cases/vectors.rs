@@ -18,6 +18,10 @@ pub struct Vector {
 }
 
 impl Vector {
+    pub fn find(&self, k: &str) -> Option<&str> {
+        self.fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+    }
+
     pub fn get(&self, k: &str) -> &str {
         self.fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or_else(|| panic!("{}: no {k}", self.name))
     }
@@ -68,7 +72,16 @@ pub fn check(v: &Vector) {
         _ => Client::new(),
     };
     let expect = v.get("expect");
-    let r = now(client.decrypt(k.as_ref(), v.message, &DecryptOptions::default()));
+    let mut opts = DecryptOptions::default();
+    if let Some(c) = v.find("decrypt-context") {
+        opts.encryption_context = serde_json::from_str(c).unwrap_or_else(|e| panic!("{}: decrypt-context: {e}", v.name));
+    }
+    match v.find("decrypt-options") {
+        None => {}
+        Some("refuse-signed") => opts.refuse_signed = true,
+        Some(o) => panic!("{}: unknown decrypt-options {o:?}", v.name),
+    }
+    let r = now(client.decrypt(k.as_ref(), v.message, &opts));
     if expect == "success" {
         let (pt, h) = r.unwrap_or_else(|e| panic!("{}: {e}", v.name));
         let (len, sha) = v.get("plaintext").split_once(' ').unwrap();
@@ -83,6 +96,39 @@ pub fn check(v: &Vector) {
     } else {
         let e = r.expect_err(v.name);
         assert_eq!(e.code().as_str(), expect, "{}: {e}", v.name);
+        // Streamed in small pieces, the same refusal.
+        let mut dec = client.decryptor(&opts);
+        let mut out = Vec::new();
+        let streamed = (|| {
+            for piece in v.message.chunks(97) {
+                if now(dec.update(piece, &mut out))? == DecryptStatus::NeedDataKey {
+                    now(dec.unwrap_data_key(k.as_ref()))?;
+                }
+            }
+            now(dec.update(&[], &mut out))?;
+            dec.finish().map(|_| ())
+        })();
+        assert_eq!(code(streamed), expect, "{} (streaming)", v.name);
+    }
+}
+
+/// One failure vector: the message is refused with the code its file names.
+pub fn check_failure(name: &'static str, bytes: &'static [u8]) {
+    let v = parse(name, bytes);
+    assert_ne!(v.get("expect"), "success", "{name}");
+    assert!(v.get("generator").contains(' ') && v.get("rule").starts_with("SPEC ") || v.get("rule").starts_with("kms-envelope"), "{name}: says how it was made and which rule it breaks");
+    check(&v);
+}
+
+mod failures {
+    use super::check_failure;
+    use crate::case;
+    include!("../vectors/failures.rs");
+
+    case! {
+        fn failure_vectors_cover_the_rules() {
+            assert!(FAILURES.len() >= 60, "only {} failure vectors", FAILURES.len());
+        }
     }
 }
 

@@ -510,7 +510,9 @@ async fn a_declared_plaintext_length_is_enforced_on_every_path() {
             expect_code(await_js(one_shot).await, "INVALID_ARGUMENT");
         }
     }
-    // Declared and kept: the cached data key serves while the bytes fit.
+    // Declared and kept: the cached data key serves while the bytes fit
+    // (a fresh cache: the refused messages above counted against the old one).
+    let reusing = Keyring::caching(&k, &MaterialsCache::new(Some(10)), obj(&[("reuseDataKeys", true.into()), ("maxBytes", 1000.into())])).unwrap();
     let edk = |r: &JsValue| to_vec(&get(&get(&get(&get(r, "messageHeader"), "encryptedDataKeys"), "0"), "encryptedDataKey"));
     let a = await_js(encrypt(&reusing, u8s(&plaintext(600)), JsValue::UNDEFINED)).await.unwrap();
     let b = await_js(encrypt(&reusing, u8s(&plaintext(300)), JsValue::UNDEFINED)).await.unwrap();
