@@ -148,7 +148,7 @@ export interface DecryptOptions extends CommonOptions {
   /** Default 10; `false` for no limit (the ESDK specification sets none). */
   maxEncryptedDataKeys?: number | false;
   commitmentPolicy?: keyof typeof CommitmentPolicy;
-  /** Largest frame accepted, default 16 MiB. */
+  /** Largest frame accepted, default 16 MiB; encrypt refuses a larger frameLength, so what it writes decrypt reads. */
   maxFrameLength?: number;
   /** Largest non-framed body accepted (held in memory whole until its tag verifies), default 64 MiB. */
   maxNonFramedLength?: number;

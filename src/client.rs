@@ -51,8 +51,10 @@ pub struct DecryptLimits {
     /// Maximum number of encrypted data keys, on decrypt and on encrypt
     /// (`None` = no limit, the spec's default). Default 10.
     pub max_encrypted_data_keys: Option<u16>,
-    /// Largest frame accepted (framed content). Default 16 MiB; any frame
-    /// length this library writes (up to 2^32 − 1) may be allowed.
+    /// Largest frame accepted (framed content), on decrypt and on encrypt:
+    /// a client writes no frame it would refuse to read. Default 16 MiB
+    /// (a frame is held whole until its tag verifies); up to 2^32 − 1, the
+    /// format's limit, may be allowed. Non-framed bodies have their own limit.
     pub max_frame_length: u32,
     /// Largest non-framed body accepted. Its plaintext can only be released
     /// once its one tag, at the end, verifies, so it is held in memory whole
@@ -112,7 +114,8 @@ impl DecryptLimits {
 pub struct EncryptOptions {
     /// Algorithm suite: 0x0478 (default) or 0x0578.
     pub suite: AlgorithmSuite,
-    /// Frame length in bytes, 1 to 2^32 − 1. Default 65536.
+    /// Frame length in bytes, 1 to the client's `max_frame_length` (16 MiB
+    /// by default; at most 2^32 − 1). Default 65536.
     pub frame_length: u32,
     /// Encryption context (no `aws-crypto-` keys).
     pub encryption_context: EncryptionContext,
@@ -225,6 +228,16 @@ impl Client {
         }
         if opts.frame_length == 0 {
             return Err(err!(InvalidArgument, "frame length must be 1 to 4294967295 bytes"));
+        }
+        // What this client writes, it reads: frames above its decryption
+        // limit are refused here rather than written unreadable by default.
+        if opts.frame_length > self.limits.max_frame_length {
+            return Err(err!(
+                LimitExceeded,
+                "frame length {} exceeds this client's max_frame_length of {} bytes (the largest frame its decryption accepts; raise it with DecryptLimits to write larger frames)",
+                opts.frame_length,
+                self.limits.max_frame_length
+            ));
         }
         context::check_no_reserved_keys(&opts.encryption_context)?;
         // SPEC framework/required-encryption-context-cmm.md: every required

@@ -197,3 +197,64 @@ case! {
         assert_eq!(now(Client::new().decrypt(&counted, &signed, &DecryptOptions::default())).unwrap().0, plaintext(10_000));
     }
 }
+
+/// Remembers the data key its inner keyring makes (tests only).
+struct Recording {
+    inner: RawAesKeyring,
+    key: Mutex<Vec<u8>>,
+}
+
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+impl Keyring for Recording {
+    async fn on_encrypt(&self, m: EncryptionMaterials) -> Result<EncryptionMaterials> {
+        let m = self.inner.on_encrypt(m).await?;
+        *self.key.lock().unwrap() = m.data_key.as_ref().unwrap().as_bytes().to_vec();
+        Ok(m)
+    }
+    async fn on_decrypt(&self, m: DecryptionMaterials, edks: &[EncryptedDataKey]) -> Result<DecryptionMaterials> {
+        self.inner.on_decrypt(m, edks).await
+    }
+}
+
+case! {
+    fn dotnet_4_0_0_header_tags_are_refused() {
+        // ESDK-NET 4.0.0 computed the header tag over the header body and two
+        // more zero bytes (an empty context serialized as a count), which no
+        // other SDK reads without its NetV4_0_0 retry policy. kms-envelope
+        // does not retry: such a message is refused, and must be decrypted
+        // with ESDK-NET's retry policy (or re-encrypted by 4.0.1 or later).
+        use aes_gcm::aead::{Aead, KeyInit, Payload};
+        let k = Recording { inner: raw_aes(256), key: Mutex::new(Vec::new()) };
+        let ct = encrypt(&k, b"written by 4.0.0", &opts(S0478, 64, &ctx(&[])));
+        let (h, len) = parse_header(&ct).unwrap();
+        let body = &ct[..len - 16];
+        let hk = hkdf::Hkdf::<sha2::Sha512>::new(Some(&h.message_id), &k.key.lock().unwrap());
+        let mut key = [0u8; 32];
+        hk.expand(&[&[0x04, 0x78][..], b"DERIVEKEY"].concat(), &mut key).unwrap();
+        let gcm = aes_gcm::Aes256Gcm::new_from_slice(&key).unwrap();
+        let tag = |aad: &[u8]| gcm.encrypt(&[0u8; 12].into(), Payload { msg: &[], aad }).unwrap();
+        assert_eq!(tag(body), ct[len - 16..len], "the specification's tag, recomputed");
+        let mut dotnet = ct.clone();
+        dotnet[len - 16..len].copy_from_slice(&tag(&[body, &[0, 0]].concat()));
+        assert_eq!(code(decrypt(&k, &dotnet)), "HEADER_AUTH_FAILED");
+        assert_eq!(decrypt(&k, &ct).unwrap(), b"written by 4.0.0");
+    }
+}
+
+case! {
+    fn every_frame_length_a_client_writes_it_also_reads() {
+        let k = raw_aes(256);
+        let max = DecryptLimits::default().max_frame_length;
+        // The largest frame the default client writes decrypts by default.
+        let ct = encrypt(&k, &plaintext(100), &opts(S0478, max, &ctx(&[])));
+        assert_eq!(decrypt(&k, &ct).unwrap(), plaintext(100));
+        // One more is refused on encrypt, before any key work, not written unreadable.
+        assert_eq!(code(now(Client::new().encrypt(&k, b"x", &opts(S0478, max + 1, &ctx(&[]))))), "LIMIT_EXCEEDED");
+        // Raised, the limit admits the format's largest frame both ways.
+        let wide = Client::new().with_limits(DecryptLimits { max_frame_length: u32::MAX, ..DecryptLimits::default() });
+        let ct = now(wide.encrypt(&k, &plaintext(100), &opts(S0478, u32::MAX, &ctx(&[])))).unwrap();
+        assert_eq!(now(wide.decrypt(&k, &ct, &DecryptOptions::default())).unwrap().0, plaintext(100));
+        assert_eq!(code(decrypt(&k, &ct)), "LIMIT_EXCEEDED");
+    }
+}
