@@ -51,7 +51,8 @@ async function poolChecks(check, aes, ctx) {
   }
   // Frames over 16 MiB stay on the calling thread, pool or not.
   const huge = plaintext(18 * 1048576 + 7);
-  const hm = (await encrypt(aes, huge, { frameLength: 17 * 1048576, pool })).result;
+  // A client writes frames up to its maxFrameLength (16 MiB unless raised), as it reads them.
+  const hm = (await encrypt(aes, huge, { frameLength: 17 * 1048576, maxFrameLength: 32 * 1048576, pool })).result;
   check('pool: frames over 16 MiB', same((await decrypt(aes, hm, { pool, maxFrameLength: 32 * 1048576 })).plaintext, huge));
   const empty = (await encrypt(aes, new Uint8Array(0), { pool })).result;
   check('pool: empty message', (await decrypt(aes, empty, { pool })).plaintext.length === 0);
@@ -86,6 +87,11 @@ async function poolChecks(check, aes, ctx) {
     t.error instanceof EnvelopeError && t.error.code === 'FRAME_AUTH_FAILED' && t.bytes.length < big.length / 2 && same(t.bytes, big.subarray(0, t.bytes.length)));
   const cut = await readAll(chunked(m.subarray(0, m.length - 100), 8).pipeThrough(decryptStream(aes, { pool })));
   check('pool: truncation fails the stream', cut.error instanceof EnvelopeError && cut.error.code === 'TRUNCATED' && same(cut.bytes, big.subarray(0, cut.bytes.length)));
+  // A declared plaintextLength holds on the pooled path: more bytes, or fewer, fail the stream.
+  for (const [declared, n] of [[10, 200000], [300000, 200000]]) {
+    const r = await readAll(chunked(big.subarray(0, n), 3).pipeThrough(encryptStream(aes, { pool, plaintextLength: declared, frameLength: 4096 })));
+    check(`pool: ${n} bytes against a declared ${declared} fail`, r.error instanceof EnvelopeError && r.error.code === 'INVALID_ARGUMENT');
+  }
 
   // Misuse gets clear errors.
   try { await encrypt(aes, big, { pool: {} }); check('pool: not a WorkerPool', false); } catch (err) {
